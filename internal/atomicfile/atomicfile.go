@@ -1,0 +1,87 @@
+// Package atomicfile writes files so that a reader, or the next run after a
+// crash, sees either the old content or the new one, never a mix or an empty
+// file: write a temporary file in the same directory, fsync it, rename it over
+// the target, then fsync the directory so that the rename itself is durable.
+//
+// os.WriteFile truncates in place and client-go's helpers do not fsync the
+// directory, which is why this small package exists.
+package atomicfile
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// WriteFile writes data to name like os.WriteFile, but atomically and
+// durably. The file gets mode perm (not masked by the umask). On error the
+// target is left untouched and no temporary file remains.
+func WriteFile(name string, data []byte, perm os.FileMode) (err error) {
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if err = f.Chmod(perm); err != nil {
+		return err
+	}
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(tmp, name); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// Symlink makes name a symbolic link to target, replacing whatever name was
+// (a link or a regular file) with a single rename, and fsyncs the directory.
+func Symlink(target, name string) error {
+	dir, base := filepath.Split(name)
+	if dir == "" {
+		dir = "."
+	}
+	// A fixed temporary name is enough: callers serialize updates of one
+	// link, and a leftover from a crash is simply replaced.
+	tmp := filepath.Join(dir, "."+base+".tmp-link")
+	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir fsyncs the directory dir, making renames and creations in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}

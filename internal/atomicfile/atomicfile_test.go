@@ -1,0 +1,94 @@
+package atomicfile
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestWriteFile(t *testing.T) {
+	tests := []struct {
+		name     string
+		existing []byte
+		data     []byte
+		perm     os.FileMode
+	}{
+		{name: "new file", data: []byte("hello"), perm: 0o600},
+		{name: "replace", existing: []byte("old content that is longer"), data: []byte("new"), perm: 0o644},
+		{name: "empty", existing: []byte("x"), data: nil, perm: 0o600},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			p := filepath.Join(dir, "f")
+			if tt.existing != nil {
+				if err := os.WriteFile(p, tt.existing, 0o666); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := WriteFile(p, tt.data, tt.perm); err != nil {
+				t.Fatal(err)
+			}
+			got, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(tt.data) {
+				t.Errorf("content = %q, want %q", got, tt.data)
+			}
+			fi, _ := os.Stat(p)
+			if fi.Mode().Perm() != tt.perm {
+				t.Errorf("mode = %v, want %v", fi.Mode().Perm(), tt.perm)
+			}
+			entries, _ := os.ReadDir(dir)
+			if len(entries) != 1 {
+				t.Errorf("directory holds %d entries, want only the target", len(entries))
+			}
+		})
+	}
+}
+
+func TestWriteFileFailureLeavesTarget(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "sub", "f") // parent missing: CreateTemp fails
+	if err := WriteFile(p, []byte("x"), 0o600); err == nil {
+		t.Fatal("WriteFile into a missing directory succeeded")
+	}
+	// Target is a directory: rename fails, the temp file must be gone.
+	target := filepath.Join(dir, "d")
+	if err := os.MkdirAll(filepath.Join(target, "child"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(target, []byte("x"), 0o600); err == nil {
+		t.Fatal("WriteFile over a non-empty directory succeeded")
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("directory holds %d entries after a failed write, want 1", len(entries))
+	}
+}
+
+func TestSymlink(t *testing.T) {
+	dir := t.TempDir()
+	link := filepath.Join(dir, "current")
+	for _, target := range []string{"a", "b"} {
+		if err := Symlink(target, link); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.Readlink(link)
+		if err != nil || got != target {
+			t.Fatalf("Readlink = %q, %v; want %q", got, err, target)
+		}
+	}
+	// A regular file in the way is replaced.
+	os.Remove(link)
+	if err := os.WriteFile(link, []byte("regular"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := Symlink("c", link); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.Readlink(link); got != "c" {
+		t.Fatalf("Readlink = %q, want c", got)
+	}
+}
