@@ -1,0 +1,238 @@
+package testcluster
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
+	t.Helper()
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+func whoami(ctx context.Context, client kubernetes.Interface) (authenticationv1.UserInfo, error) {
+	r, err := client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	if err != nil {
+		return authenticationv1.UserInfo{}, err
+	}
+	return r.Status.UserInfo, nil
+}
+
+func createNodeCSR(ctx context.Context, t *testing.T, client kubernetes.Interface, node string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "harness-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
+			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
+		},
+	}
+	created, err := client.CertificatesV1().CertificateSigningRequests().Create(ctx, csr, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating CSR as the bootstrap token user: %v", err)
+	}
+	return created.Name
+}
+
+// waitIssued waits until the CSR has a certificate and returns it parsed.
+func waitIssued(ctx context.Context, t *testing.T, client kubernetes.Interface, name string) *x509.Certificate {
+	t.Helper()
+	var cert []byte
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		csr, err := client.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		cert = csr.Status.Certificate
+		return len(cert) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("CSR %s not issued: %v", name, err)
+	}
+	block, _ := pem.Decode(cert)
+	if block == nil {
+		t.Fatalf("CSR %s: certificate is not PEM", name)
+	}
+	parsed, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parsed
+}
+
+func TestCluster(t *testing.T) {
+	c := StartT(t, Options{SigningDuration: 30 * time.Minute})
+	ctx := t.Context()
+	admin := clientFor(t, c.AdminKubeconfig)
+	boot := clientFor(t, c.BootstrapKubeconfig)
+
+	t.Run("admin is system:masters", func(t *testing.T) {
+		u, err := whoami(ctx, admin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(u.Groups, "system:masters") {
+			t.Errorf("admin groups = %v, want system:masters", u.Groups)
+		}
+	})
+
+	t.Run("bootstrap token authenticates", func(t *testing.T) {
+		u, err := whoami(ctx, boot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id, _, _ := strings.Cut(c.Token, ".")
+		if u.Username != "system:bootstrap:"+id {
+			t.Errorf("username = %q, want system:bootstrap:%s", u.Username, id)
+		}
+		for _, g := range []string{"system:bootstrappers", DefaultTokenGroup} {
+			if !slices.Contains(u.Groups, g) {
+				t.Errorf("groups = %v, missing %s", u.Groups, g)
+			}
+		}
+	})
+
+	t.Run("expired token is rejected", func(t *testing.T) {
+		token, err := c.CreateToken(ctx, TokenOptions{TTL: -time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "expired.kubeconfig")
+		if err := c.WriteBootstrapKubeconfig(path, token); err != nil {
+			t.Fatal(err)
+		}
+		_, err = whoami(ctx, clientFor(t, path))
+		if !apierrors.IsUnauthorized(err) {
+			t.Errorf("whoami with an expired token: err = %v, want 401 Unauthorized", err)
+		}
+	})
+
+	t.Run("node client CSR is approved and signed by the cluster CA", func(t *testing.T) {
+		name := createNodeCSR(ctx, t, boot, "harness-node")
+		cert := waitIssued(ctx, t, admin, name)
+		if cert.Subject.CommonName != "system:node:harness-node" {
+			t.Errorf("issued CN = %q", cert.Subject.CommonName)
+		}
+		caPEM, err := os.ReadFile(c.CAFile())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(caPEM)
+		if _, err := cert.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("issued certificate does not verify against the cluster CA: %v", err)
+		}
+		// kube-controller-manager backdates NotBefore by 5 minutes.
+		if got := cert.NotAfter.Sub(cert.NotBefore); got > 30*time.Minute+5*time.Minute+time.Minute || got < 30*time.Minute {
+			t.Errorf("certificate lifetime = %v, want about 30m (+5m backdating)", got)
+		}
+	})
+
+	t.Run("controller manager stop and start", func(t *testing.T) {
+		if err := c.StopControllerManager(); err != nil {
+			t.Fatal(err)
+		}
+		name := createNodeCSR(ctx, t, boot, "harness-node-2")
+		csr, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(csr.Status.Conditions) != 0 {
+			t.Fatalf("CSR %s decided while kube-controller-manager is stopped: %v", name, csr.Status.Conditions)
+		}
+		if err := c.StartControllerManager(ctx); err != nil {
+			t.Fatal(err)
+		}
+		waitIssued(ctx, t, admin, name)
+	})
+
+	t.Run("apiserver restart keeps state", func(t *testing.T) {
+		if err := c.StopAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := whoami(ctx, admin); err == nil {
+			t.Fatal("apiserver answered while stopped")
+		}
+		if err := c.StartAPIServer(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// The bootstrap token (stored in etcd) still works.
+		if _, err := whoami(ctx, boot); err != nil {
+			t.Fatalf("bootstrap token after restart: %v", err)
+		}
+	})
+}
+
+func TestStopLeavesNoProcess(t *testing.T) {
+	ctx := t.Context()
+	c, err := Start(ctx, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pids := c.PIDs()
+	if len(pids) != 3 {
+		t.Errorf("PIDs = %v, want 3 components", pids)
+	}
+	dir := c.Dir()
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+			t.Errorf("process %d still exists after Stop (kill -0: %v)", pid, err)
+		}
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("cluster directory %s still exists after Stop", dir)
+	}
+	if err := c.Stop(); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+func TestMissingBinaries(t *testing.T) {
+	_, err := Start(t.Context(), Options{BinDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "make controlplane") {
+		t.Fatalf("Start with no binaries: err = %v, want one that says to run make controlplane", err)
+	}
+}

@@ -1,0 +1,227 @@
+// Package kubeconfig reads, checks and writes the kubeconfig files of TLS
+// bootstrapping: the bootstrap kubeconfig an operator provides, and the node
+// kubeconfig that points at the certificate store.
+//
+// Loading and flattening are client-go's (clientcmd); this package adds what
+// a node needs on top: errors that name the file and say what to fix, an
+// offline usability check of a kubeconfig's client certificate, and an atomic,
+// durable write with mode 0600.
+package kubeconfig
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/tlsboot/tlsboot/internal/atomicfile"
+)
+
+// Load reads the kubeconfig at path and returns the REST config of its
+// current context. Errors name the file and what is wrong with it.
+func Load(path string) (*rest.Config, error) {
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("kubeconfig %s does not exist", path)
+		}
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	// The loading rules, unlike clientcmd.LoadFromFile, resolve relative
+	// paths in the file against the file's directory, as kubectl does.
+	loader := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
+	raw, err := loader.Load()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s cannot be parsed: %w", path, oneLine(err))
+	}
+	if raw.CurrentContext == "" {
+		return nil, fmt.Errorf("kubeconfig %s has no current-context: set one with 'kubectl config use-context --kubeconfig %s NAME'", path, path)
+	}
+	if _, ok := raw.Contexts[raw.CurrentContext]; !ok {
+		return nil, fmt.Errorf("kubeconfig %s: current-context %q is not defined in contexts", path, raw.CurrentContext)
+	}
+	cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, raw.CurrentContext, &clientcmd.ConfigOverrides{}, loader).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s is not usable: %w", path, oneLine(err))
+	}
+	return cfg, nil
+}
+
+// ErrNotExist is wrapped by Check when the kubeconfig does not exist.
+var ErrNotExist = fs.ErrNotExist
+
+// Check reports whether the kubeconfig at path can be used as a node's
+// identity without contacting the server: it loads, its client certificate
+// and key load and belong together, and every certificate of the chain is
+// inside its validity window at now. It returns nil when usable, an error
+// wrapping ErrNotExist when the file does not exist, and otherwise an error
+// that says why it is not usable.
+func Check(path string, now time.Time) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	cfg, err := Load(path)
+	if err != nil {
+		return err
+	}
+	_, err = CheckClientCertificate(cfg, now)
+	if err != nil {
+		return fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+// CheckClientCertificate checks the client certificate of cfg as Check does
+// and returns its leaf.
+func CheckClientCertificate(cfg *rest.Config, now time.Time) (*x509.Certificate, error) {
+	certPEM, keyPEM, err := clientCredentials(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return nil, fmt.Errorf("client certificate and key do not form a pair: %w", err)
+	}
+	certs, err := parseCertificates(certPEM)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range certs {
+		if now.Before(c.NotBefore) {
+			return nil, fmt.Errorf("client certificate %q is not valid before %s", c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339))
+		}
+		if now.After(c.NotAfter) {
+			return nil, fmt.Errorf("client certificate %q expired at %s", c.Subject.CommonName, c.NotAfter.UTC().Format(time.RFC3339))
+		}
+	}
+	return certs[0], nil
+}
+
+func clientCredentials(cfg *rest.Config) (certPEM, keyPEM []byte, err error) {
+	certPEM, keyPEM = cfg.CertData, cfg.KeyData
+	if len(certPEM) == 0 && cfg.CertFile != "" {
+		if certPEM, err = os.ReadFile(cfg.CertFile); err != nil {
+			return nil, nil, fmt.Errorf("reading client certificate: %w", err)
+		}
+	}
+	if len(keyPEM) == 0 && cfg.KeyFile != "" {
+		if keyPEM, err = os.ReadFile(cfg.KeyFile); err != nil {
+			return nil, nil, fmt.Errorf("reading client key: %w", err)
+		}
+	}
+	if len(certPEM) == 0 || len(keyPEM) == 0 {
+		return nil, nil, errors.New("no client certificate and key")
+	}
+	return certPEM, keyPEM, nil
+}
+
+func parseCertificates(data []byte) ([]*x509.Certificate, error) {
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		block, data = pem.Decode(data)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("parsing client certificate: %w", err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		return nil, errors.New("client certificate data holds no certificate")
+	}
+	return certs, nil
+}
+
+// Node returns the kubeconfig of a node whose identity is the certificate
+// and key at pemPath, for the cluster cluster describes: its server, CA
+// (file or data) and insecure flag. Names follow the kubelet's.
+func Node(cluster *rest.Config, pemPath string) *clientcmdapi.Config {
+	var caData []byte
+	if cluster.CAFile == "" {
+		caData = cluster.CAData
+	}
+	return &clientcmdapi.Config{
+		Clusters: map[string]*clientcmdapi.Cluster{"default-cluster": {
+			Server:                   cluster.Host,
+			InsecureSkipTLSVerify:    cluster.Insecure,
+			CertificateAuthority:     cluster.CAFile,
+			CertificateAuthorityData: caData,
+			TLSServerName:            cluster.ServerName,
+		}},
+		AuthInfos: map[string]*clientcmdapi.AuthInfo{"default-auth": {
+			ClientCertificate: pemPath,
+			ClientKey:         pemPath,
+		}},
+		Contexts: map[string]*clientcmdapi.Context{"default-context": {
+			Cluster:   "default-cluster",
+			AuthInfo:  "default-auth",
+			Namespace: "default",
+		}},
+		CurrentContext: "default-context",
+	}
+}
+
+// Write writes cfg to path atomically with mode 0600, creating the
+// directory with mode 0700 if it is missing. File paths in cfg are made
+// absolute first, so the kubeconfig works from any working directory.
+func Write(path string, cfg *clientcmdapi.Config) error {
+	cfg = cfg.DeepCopy()
+	for _, c := range cfg.Clusters {
+		if err := absolute(&c.CertificateAuthority); err != nil {
+			return err
+		}
+	}
+	for _, a := range cfg.AuthInfos {
+		if err := absolute(&a.ClientCertificate); err != nil {
+			return err
+		}
+		if err := absolute(&a.ClientKey); err != nil {
+			return err
+		}
+	}
+	data, err := clientcmd.Write(*cfg)
+	if err != nil {
+		return fmt.Errorf("encoding kubeconfig %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
+		return fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	return nil
+}
+
+func absolute(p *string) error {
+	if *p == "" || filepath.IsAbs(*p) {
+		return nil
+	}
+	abs, err := filepath.Abs(*p)
+	if err != nil {
+		return err
+	}
+	*p = abs
+	return nil
+}
+
+// oneLine keeps client-go's multi-line aggregate errors on one line.
+func oneLine(err error) error {
+	if !strings.Contains(err.Error(), "\n") {
+		return err
+	}
+	return errors.New(strings.Join(strings.Fields(err.Error()), " "))
+}
