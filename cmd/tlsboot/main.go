@@ -9,12 +9,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"k8s.io/klog/v2"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx = klog.NewContext(ctx, klog.Background())
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
+	klog.Flush()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "tlsboot: "+err.Error())
 		os.Exit(exitCode(err))

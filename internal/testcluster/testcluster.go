@@ -256,6 +256,10 @@ func (c *Cluster) newControllerManager() *process {
 // AdminKubeconfigPath is where the admin kubeconfig is (or will be) written.
 func (c *Cluster) AdminKubeconfigPath() string { return filepath.Join(c.dir, "admin.kubeconfig") }
 
+// BinDir is the directory of the control plane binaries (and of the
+// upstream kubelet-bootstrap peer that `make controlplane` builds).
+func (c *Cluster) BinDir() string { return c.opts.BinDir }
+
 // Dir is the directory holding the cluster's files and logs.
 func (c *Cluster) Dir() string { return c.dir }
 

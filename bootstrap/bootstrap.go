@@ -1,0 +1,282 @@
+// Package bootstrap turns a bootstrap kubeconfig into a node's own client
+// certificate and kubeconfig, the way the kubelet's
+// pkg/kubelet/certificate/bootstrap does, with the same files, CSR names and
+// kubeconfig, so that a node can move between the kubelet and tlsboot
+// without a second CSR. Where the kubelet is fragile this package is not:
+// every write is atomic, a pending CSR survives a crash (same key, same
+// name), denied, failed and deleted CSRs end the wait with a reason instead
+// of an hour-long timeout, credentials the server rejects stop the run at
+// once, and the issued certificate is checked before it is stored.
+package bootstrap
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/internal/atomicfile"
+	"github.com/tlsboot/tlsboot/kubeconfig"
+)
+
+// DefaultCertPrefix names the client certificate files, as the kubelet does.
+const DefaultCertPrefix = "kubelet-client"
+
+// Options configures Run. Zero values take the documented defaults.
+type Options struct {
+	// KubeconfigPath is the node kubeconfig to write (required).
+	KubeconfigPath string
+	// BootstrapKubeconfigPath holds the bootstrap credentials (required).
+	BootstrapKubeconfigPath string
+	// CertDir is the certificate store directory (required).
+	CertDir string
+	// NodeName is the node's name; the certificate is for
+	// system:node:<NodeName> (required).
+	NodeName string
+	// CertPrefix names the files in CertDir. Default "kubelet-client".
+	CertPrefix string
+	// KeyType of a newly generated key. Default ecdsa-p256.
+	KeyType csr.KeyType
+	// WaitTimeout bounds the whole request: creating the CSR (retried while
+	// the server is unreachable) and waiting for issuance. Default 1h.
+	WaitTimeout time.Duration
+	// ServerWait is how long to wait for the API server's /healthz before
+	// trying anyway. Default 1m.
+	ServerWait time.Duration
+	// Expiration, if set, is asked for as spec.expirationSeconds (>= 10m).
+	Expiration time.Duration
+	// ProgressInterval is how often the wait for issuance is logged.
+	// Default 30s.
+	ProgressInterval time.Duration
+	// Now is the clock for validity checks. Default time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) setDefaults() {
+	if o.CertPrefix == "" {
+		o.CertPrefix = DefaultCertPrefix
+	}
+	if o.KeyType == "" {
+		o.KeyType = csr.ECDSAP256
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = time.Hour
+	}
+	if o.ServerWait == 0 {
+		o.ServerWait = time.Minute
+	}
+	if o.ProgressInterval == 0 {
+		o.ProgressInterval = 30 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+}
+
+// Validate reports the first missing or invalid option.
+func (o Options) Validate() error {
+	switch {
+	case o.KubeconfigPath == "":
+		return errors.New("the kubeconfig path is required")
+	case o.BootstrapKubeconfigPath == "":
+		return errors.New("the bootstrap kubeconfig path is required")
+	case o.CertDir == "":
+		return errors.New("the certificate directory is required")
+	case o.NodeName == "":
+		return errors.New("the node name is required")
+	case strings.ContainsAny(o.CertPrefix, `/\`):
+		return fmt.Errorf("certificate prefix %q must not contain a path separator", o.CertPrefix)
+	case o.WaitTimeout < 0 || o.ServerWait < 0:
+		return errors.New("timeouts must not be negative")
+	case o.Expiration != 0 && o.Expiration < 10*time.Minute:
+		return fmt.Errorf("expiration %v is too short: the API server requires at least 10m", o.Expiration)
+	}
+	if err := validNodeName(o.NodeName); err != nil {
+		return err
+	}
+	if o.KeyType != "" {
+		if _, err := csr.ParseKeyType(string(o.KeyType)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Result describes what Run did.
+type Result struct {
+	// Bootstrapped is false when the kubeconfig was already usable.
+	Bootstrapped bool
+	// Reason says why a bootstrap was needed (or why none was).
+	Reason string
+	// CSRName is the certificate signing request used, if any.
+	CSRName string
+	// Reattached is true when the CSR existed before this run (a retry
+	// after a failure or a crash).
+	Reattached bool
+	// Certificate is the node's client certificate now in use.
+	Certificate *x509.Certificate
+	// CertPath is the store's current-certificate path the kubeconfig uses.
+	CertPath string
+	// KubeconfigPath is the kubeconfig that was checked or written.
+	KubeconfigPath string
+}
+
+// Run bootstraps the node's client certificate unless the kubeconfig is
+// already usable. It returns an error for anything that stops it; nothing
+// that was valid on disk is removed or replaced on error, and running again
+// resumes with the same key and CSR.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	opts.setDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	logger := klog.FromContext(ctx)
+	res := &Result{KubeconfigPath: opts.KubeconfigPath}
+
+	cfg, reason, err := usable(opts.KubeconfigPath, opts.Now())
+	if err != nil {
+		return nil, err
+	}
+	if cfg != nil {
+		res.Reason = "kubeconfig is usable"
+		res.CertPath = cfg.CertFile
+		res.Certificate, _ = kubeconfig.CheckClientCertificate(cfg, opts.Now())
+		logger.V(1).Info("Kubeconfig is usable, no bootstrap needed", "kubeconfig", opts.KubeconfigPath)
+		return res, nil
+	}
+	res.Bootstrapped, res.Reason = true, reason
+	logger.Info("Bootstrapping client certificate", "reason", reason, "node", opts.NodeName)
+
+	bootCfg, err := kubeconfig.Load(opts.BootstrapKubeconfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap %w", err)
+	}
+	store, err := openStore(opts.CertDir, opts.CertPrefix)
+	if err != nil {
+		return nil, err
+	}
+	key, keyPEM, tmpKey, err := loadKey(ctx, store, opts)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(withUserAgent(bootCfg))
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap kubeconfig %s: %w", opts.BootstrapKubeconfigPath, err)
+	}
+	if err := waitForServer(ctx, client, opts.ServerWait); err != nil {
+		return nil, explain(err, bootCfg, opts.BootstrapKubeconfigPath)
+	}
+
+	req := csr.NodeClient(opts.NodeName, key.Public())
+	req.Expiration = opts.Expiration
+	certPEM, err := request(ctx, client, req, key, opts, res)
+	if err != nil {
+		return nil, explain(err, bootCfg, opts.BootstrapKubeconfigPath)
+	}
+	cert, err := store.Update(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("storing the issued certificate in %s: %w", opts.CertDir, err)
+	}
+	res.Certificate, res.CertPath = cert.Leaf, store.CurrentPath()
+	if err := kubeconfig.Write(opts.KubeconfigPath, kubeconfig.Node(bootCfg, store.CurrentPath())); err != nil {
+		return nil, err
+	}
+	// Only now is the temporary key redundant: the certificate, its key
+	// and the kubeconfig that uses them are all durable.
+	if err := os.Remove(tmpKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		logger.Info("Could not remove the temporary key; it is harmless and will be reused or replaced", "path", tmpKey, "err", err)
+	}
+	logger.Info("Client certificate issued", "csr", res.CSRName, "subject", cert.Leaf.Subject.String(),
+		"notAfter", cert.Leaf.NotAfter.UTC().Format(time.RFC3339), "kubeconfig", opts.KubeconfigPath)
+	return res, nil
+}
+
+// usable returns the REST config of the kubeconfig if it can be used as is,
+// or the reason it cannot. It fails only when the file cannot even be
+// examined (for example, permission denied): that is not a reason to
+// bootstrap over it.
+func usable(path string, now time.Time) (*rest.Config, string, error) {
+	err := kubeconfig.Check(path, now)
+	switch {
+	case err == nil:
+		cfg, err := kubeconfig.Load(path)
+		return cfg, "", err
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "no kubeconfig at " + path, nil
+	case errors.Is(err, fs.ErrPermission):
+		return nil, "", fmt.Errorf("%w: run as a user that can read it", err)
+	default:
+		return nil, err.Error(), nil
+	}
+}
+
+func openStore(dir, prefix string) (*certstore.Store, error) {
+	store, err := certstore.Open(certstore.Options{Dir: dir, Prefix: prefix})
+	if err != nil {
+		return nil, fmt.Errorf("certificate directory %s: %w", dir, err)
+	}
+	return store, nil
+}
+
+// loadKey returns the key to request a certificate for: the current
+// certificate's key if the store has one, else the temporary key
+// <prefix>.key.tmp, created if missing. The temporary key makes a retry
+// after a failure or crash ask for a certificate for the same key, so it
+// finds its own pending CSR by name.
+func loadKey(ctx context.Context, store *certstore.Store, opts Options) (key crypto.Signer, keyPEM []byte, tmpPath string, err error) {
+	logger := klog.FromContext(ctx)
+	tmpPath = filepath.Join(opts.CertDir, opts.CertPrefix+".key.tmp")
+	if cur, err := store.Current(); err == nil {
+		if signer, ok := cur.PrivateKey.(crypto.Signer); ok {
+			if keyPEM, err := csr.MarshalPrivateKeyPEM(signer); err == nil {
+				logger.V(2).Info("Reusing the key of the current certificate", "path", store.CurrentPath())
+				return signer, keyPEM, tmpPath, nil
+			}
+		}
+	} else if !errors.Is(err, certstore.ErrNoCertificate) {
+		return nil, nil, "", fmt.Errorf("%w: move it away to bootstrap a new certificate", err)
+	}
+	keyPEM, err = os.ReadFile(tmpPath)
+	switch {
+	case err == nil:
+		key, err := csr.ParsePrivateKeyPEM(keyPEM)
+		if err != nil {
+			return nil, nil, "", fmt.Errorf("temporary key %s is not a usable private key (%v): remove it to start over with a new key", tmpPath, err)
+		}
+		logger.V(1).Info("Reusing the key of an earlier, unfinished bootstrap", "path", tmpPath)
+		return key, keyPEM, tmpPath, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, nil, "", fmt.Errorf("reading temporary key: %w", err)
+	}
+	if key, err = csr.GenerateKey(opts.KeyType); err != nil {
+		return nil, nil, "", err
+	}
+	if keyPEM, err = csr.MarshalPrivateKeyPEM(key); err != nil {
+		return nil, nil, "", err
+	}
+	if err := atomicfile.WriteFile(tmpPath, keyPEM, 0o600); err != nil {
+		return nil, nil, "", fmt.Errorf("writing temporary key: %w", err)
+	}
+	logger.V(1).Info("Generated a new private key", "type", opts.KeyType, "path", tmpPath)
+	return key, keyPEM, tmpPath, nil
+}
+
+func withUserAgent(cfg *rest.Config) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "tlsboot"
+	}
+	return cfg
+}

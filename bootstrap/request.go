@@ -1,0 +1,196 @@
+package bootstrap
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/csrwait"
+)
+
+// retryBackoff paces retries of a CSR create while the server is
+// unreachable: quick at first (a restarting apiserver is back in seconds),
+// then at most every 30s so that a long outage costs the server nothing.
+var retryBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 30 * time.Second}
+
+// waitForServer polls /healthz with jitter until it answers, for at most
+// d. A server that stays silent is not an error (the CSR create is tried
+// anyway, and retried), but an answer that can never become a success —
+// a TLS verification failure, rejected credentials — ends the run at once.
+func waitForServer(ctx context.Context, client kubernetes.Interface, d time.Duration) error {
+	logger := klog.FromContext(ctx)
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var last error
+	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
+		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer rcancel()
+		_, err := client.Discovery().RESTClient().Get().AbsPath("/healthz").DoRaw(rctx)
+		if err == nil {
+			return true, nil
+		}
+		if permanent(err) {
+			return false, err
+		}
+		if last == nil || last.Error() != err.Error() {
+			logger.Info("Waiting for the API server", "err", err)
+		}
+		last = err
+		return false, nil
+	})
+	switch {
+	case err == nil:
+		return nil
+	case permanent(err):
+		return err
+	case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) && last != nil:
+		logger.Info("API server did not answer in time, trying anyway", "waited", d, "err", last)
+		return nil
+	default:
+		return err
+	}
+}
+
+// request creates (or re-attaches to) the node's CSR, retrying while the
+// server is unreachable, then waits for the certificate and checks it.
+func request(ctx context.Context, client kubernetes.Interface, req csr.Request, key crypto.Signer, opts Options, res *Result) ([]byte, error) {
+	logger := klog.FromContext(ctx)
+	ctx, cancel := context.WithTimeout(ctx, opts.WaitTimeout)
+	defer cancel()
+	name, err := req.Name(key.Public())
+	if err != nil {
+		return nil, err
+	}
+	res.CSRName = name
+
+	obj, created, err := submit(ctx, client, name, req, key)
+	if err != nil {
+		return nil, err
+	}
+	res.Reattached = !created
+	logger.Info("Certificate signing request submitted", "csr", name, "reattached", res.Reattached, "signer", req.SignerName)
+
+	certPEM, err := csrwait.Wait(ctx, client, name, obj.UID, csrwait.Options{
+		ProgressInterval: opts.ProgressInterval,
+		Progress: func(name string, waited time.Duration) {
+			if waited == 0 {
+				return
+			}
+			logger.Info("Waiting for the certificate signing request to be approved and signed",
+				"csr", name, "waited", waited.Round(time.Second).String(),
+				"hint", "an operator can approve it with: kubectl certificate approve "+name)
+		},
+	})
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+			return nil, fmt.Errorf("certificate signing request %s was not issued within %v: approve it with 'kubectl certificate approve %s', check that kube-controller-manager signs %s, or raise --wait-timeout", name, opts.WaitTimeout, name, req.SignerName)
+		}
+		return nil, err
+	}
+	if _, err := csr.Check(certPEM, key, req, opts.Now()); err != nil {
+		return nil, fmt.Errorf("certificate signing request %s: the signer returned an unusable certificate, not stored: %w", name, err)
+	}
+	return certPEM, nil
+}
+
+// submit calls csr.Submit until it succeeds, fails for good, or ctx ends.
+// created is false when an existing CSR was re-attached.
+func submit(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer) (obj *certificatesv1.CertificateSigningRequest, created bool, err error) {
+	logger := klog.FromContext(ctx)
+	backoff := retryBackoff
+	for {
+		obj, created, err = csr.Submit(ctx, client, name, req, key)
+		var outcome *csr.OutcomeError
+		var conflict *csr.ConflictError
+		switch {
+		case err == nil:
+			return obj, created, nil
+		case permanent(err) || errors.As(err, &outcome) || errors.As(err, &conflict):
+			return nil, false, err
+		}
+		delay := backoff.Step()
+		logger.Info("Creating the certificate signing request failed, retrying", "csr", name, "retryIn", delay.Round(time.Millisecond).String(), "err", err)
+		select {
+		case <-ctx.Done():
+			if errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
+				return nil, false, fmt.Errorf("creating certificate signing request %s: gave up when --wait-timeout ran out: %w", name, err)
+			}
+			return nil, false, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// permanent reports errors that retrying cannot fix: rejected credentials,
+// missing permissions, invalid requests, failed TLS verification.
+func permanent(err error) bool {
+	if apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
+		return true
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	var verify *tls.CertificateVerificationError
+	return errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &invalid) || errors.As(err, &verify)
+}
+
+// explain turns errors from the server into one line that says what to do.
+func explain(err error, cfg *rest.Config, bootstrapPath string) error {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	switch {
+	case apierrors.IsUnauthorized(err):
+		return fmt.Errorf("the API server at %s rejected the bootstrap credentials in %s (401 Unauthorized): the bootstrap token is invalid or expired; create a new one (for example 'kubeadm token create') and put it in that file", cfg.Host, bootstrapPath)
+	case apierrors.IsForbidden(err):
+		return fmt.Errorf("the bootstrap credentials in %s may not do this (403 Forbidden: %s): bind the token's group to the system:node-bootstrapper ClusterRole", bootstrapPath, apiMessage(err))
+	case errors.As(err, &unknownCA) || errors.As(err, &hostname) || errors.As(err, &verify):
+		return fmt.Errorf("TLS verification of the API server %s failed (%s): check the certificate-authority of the cluster in %s", cfg.Host, tlsCause(err), bootstrapPath)
+	}
+	return err
+}
+
+func apiMessage(err error) string {
+	var status apierrors.APIStatus
+	if errors.As(err, &status) {
+		return status.Status().Message
+	}
+	return err.Error()
+}
+
+func tlsCause(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return "its certificate is signed by an unknown authority"
+	case errors.As(err, &hostname):
+		return hostname.Error()
+	}
+	var verify *tls.CertificateVerificationError
+	if errors.As(err, &verify) {
+		return verify.Err.Error()
+	}
+	return err.Error()
+}
+
+// validNodeName accepts what the API server accepts as a Node name.
+func validNodeName(name string) error {
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return fmt.Errorf("node name %q is not valid: %s", name, errs[0])
+	}
+	return nil
+}

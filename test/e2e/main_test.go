@@ -1,0 +1,193 @@
+// Package e2e runs the built tlsboot binary against real local control
+// planes (internal/testcluster): real bootstrap tokens, RBAC, CSR approval
+// and signing. Nothing here is faked.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tlsboot/tlsboot/internal/testcluster"
+)
+
+var (
+	tlsbootBin string // the binary under test
+	peerBin    string // the kubelet's own bootstrap code (hack/controlplane)
+
+	clustersMu sync.Mutex // guards clusters
+	clusters   = map[string]*testcluster.Cluster{}
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(func() int {
+		dir, err := os.MkdirTemp("", "tlsboot-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		tlsbootBin = filepath.Join(dir, "tlsboot")
+		build := exec.Command("go", "build", "-o", tlsbootBin, "github.com/tlsboot/tlsboot/cmd/tlsboot")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building tlsboot:", err)
+			return 1
+		}
+		code := m.Run()
+		clustersMu.Lock()
+		defer clustersMu.Unlock()
+		for name, c := range clusters {
+			if code != 0 {
+				fmt.Fprintf(os.Stderr, "control plane %q logs:%s\n", name, c.Logs(40))
+			}
+			c.Stop()
+		}
+		return code
+	}())
+}
+
+// cluster returns the shared cluster of the given kind, starting it on
+// first use. Kinds: "auto" (kube-controller-manager approves node client
+// CSRs) and "manual" (csrapproving off: the test approves or denies).
+func cluster(t *testing.T, kind string) *testcluster.Cluster {
+	t.Helper()
+	clustersMu.Lock()
+	defer clustersMu.Unlock()
+	if c, ok := clusters[kind]; ok {
+		return c
+	}
+	opts := testcluster.Options{SigningDuration: time.Hour}
+	if kind == "manual" {
+		opts.Controllers = []string{"csrsigning", "csrcleaner"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := testcluster.Start(ctx, opts)
+	if err != nil {
+		t.Fatalf("starting %s control plane: %v", kind, err)
+	}
+	clusters[kind] = c
+	return c
+}
+
+// node is one simulated node: its directories and flags.
+type node struct {
+	name, dir, certDir, kubeconfig, bootstrapKubeconfig string
+}
+
+func newNode(t *testing.T, c *testcluster.Cluster) *node {
+	t.Helper()
+	dir := t.TempDir()
+	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(name) > 50 {
+		name = name[len(name)-50:]
+	}
+	return &node{
+		name:                strings.Trim(name, "-."),
+		dir:                 dir,
+		certDir:             filepath.Join(dir, "pki"),
+		kubeconfig:          filepath.Join(dir, "kubelet.conf"),
+		bootstrapKubeconfig: c.BootstrapKubeconfig,
+	}
+}
+
+func (n *node) args(extra ...string) []string {
+	return append([]string{"bootstrap",
+		"--bootstrap-kubeconfig", n.bootstrapKubeconfig,
+		"--kubeconfig", n.kubeconfig,
+		"--cert-dir", n.certDir,
+		"--node-name", n.name,
+		"--server-wait", "5s",
+		"--wait-timeout", "2m",
+	}, extra...)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+}
+
+// lastLine is the one line a failed run should print.
+func (r result) lastLine() string {
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	return lines[len(lines)-1]
+}
+
+// run runs the binary to completion (bounded by a timeout).
+func run(t *testing.T, bin string, args ...string) result {
+	t.Helper()
+	p := start(t, bin, args...)
+	return p.wait(t)
+}
+
+type proc struct {
+	cmd            *exec.Cmd
+	stdout, stderr *syncBuffer
+	done           chan struct{}
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+func (p *proc) wait(t *testing.T) result {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(3 * time.Minute):
+		p.cmd.Process.Kill()
+		<-p.done
+		t.Fatalf("%s did not finish in 3m:\n%s\n%s", p.cmd.Args, p.stdout, p.stderr)
+	}
+	return result{stdout: p.stdout.String(), stderr: p.stderr.String(), code: p.cmd.ProcessState.ExitCode()}
+}
+
+func (p *proc) signal(t *testing.T, sig syscall.Signal) {
+	t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex // guards b
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
