@@ -21,7 +21,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -62,6 +61,15 @@ type Options struct {
 	ProgressInterval time.Duration
 	// Now is the clock for validity checks. Default time.Now.
 	Now func() time.Time
+	// Force bootstraps even when the kubeconfig looks usable offline: the
+	// caller knows better, for example because the API server rejected
+	// its certificate (401).
+	Force bool
+	// FreshKey never reuses the key of the current certificate, so that a
+	// re-bootstrap asks for a certificate under a new CSR name instead of
+	// re-attaching to the CSR that issued the certificate being replaced.
+	// A temporary key left by an unfinished run is still reused.
+	FreshKey bool
 }
 
 func (o *Options) setDefaults() {
@@ -131,6 +139,8 @@ type Result struct {
 	CertPath string
 	// KubeconfigPath is the kubeconfig that was checked or written.
 	KubeconfigPath string
+	// Issuance is the time from submitting the CSR to its certificate.
+	Issuance time.Duration
 }
 
 // Run bootstraps the node's client certificate unless the kubeconfig is
@@ -146,8 +156,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res := &Result{KubeconfigPath: opts.KubeconfigPath}
 
 	cfg, reason, err := usable(opts.KubeconfigPath, opts.Now())
-	if err != nil {
+	if err != nil && !opts.Force {
 		return nil, err
+	}
+	if opts.Force {
+		cfg, reason = nil, "forced"
 	}
 	if cfg != nil {
 		res.Reason = "kubeconfig is usable"
@@ -171,17 +184,17 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := kubernetes.NewForConfig(withUserAgent(bootCfg))
+	srv, err := newServer(bootCfg)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap kubeconfig %s: %w", opts.BootstrapKubeconfigPath, err)
 	}
-	if err := waitForServer(ctx, client, opts.ServerWait); err != nil {
+	if err := srv.waitForServer(ctx, opts.ServerWait); err != nil {
 		return nil, explain(err, bootCfg, opts.BootstrapKubeconfigPath)
 	}
 
 	req := csr.NodeClient(opts.NodeName, key.Public())
 	req.Expiration = opts.Expiration
-	certPEM, err := request(ctx, client, req, key, opts, res)
+	certPEM, err := srv.request(ctx, req, key, opts, res)
 	if err != nil {
 		return nil, explain(err, bootCfg, opts.BootstrapKubeconfigPath)
 	}
@@ -238,6 +251,9 @@ func openStore(dir, prefix string) (*certstore.Store, error) {
 func loadKey(ctx context.Context, store *certstore.Store, opts Options) (key crypto.Signer, keyPEM []byte, tmpPath string, err error) {
 	logger := klog.FromContext(ctx)
 	tmpPath = filepath.Join(opts.CertDir, opts.CertPrefix+".key.tmp")
+	if opts.FreshKey {
+		return loadTempKey(ctx, tmpPath, opts.KeyType)
+	}
 	if cur, err := store.Current(); err == nil {
 		if signer, ok := cur.PrivateKey.(crypto.Signer); ok {
 			if keyPEM, err := csr.MarshalPrivateKeyPEM(signer); err == nil {
@@ -248,6 +264,12 @@ func loadKey(ctx context.Context, store *certstore.Store, opts Options) (key cry
 	} else if !errors.Is(err, certstore.ErrNoCertificate) {
 		return nil, nil, "", fmt.Errorf("%w: move it away to bootstrap a new certificate", err)
 	}
+	return loadTempKey(ctx, tmpPath, opts.KeyType)
+}
+
+// loadTempKey reuses the temporary key at tmpPath or creates it.
+func loadTempKey(ctx context.Context, tmpPath string, keyType csr.KeyType) (key crypto.Signer, keyPEM []byte, _ string, err error) {
+	logger := klog.FromContext(ctx)
 	keyPEM, err = os.ReadFile(tmpPath)
 	switch {
 	case err == nil:
@@ -260,7 +282,7 @@ func loadKey(ctx context.Context, store *certstore.Store, opts Options) (key cry
 	case !errors.Is(err, fs.ErrNotExist):
 		return nil, nil, "", fmt.Errorf("reading temporary key: %w", err)
 	}
-	if key, err = csr.GenerateKey(opts.KeyType); err != nil {
+	if key, err = csr.GenerateKey(keyType); err != nil {
 		return nil, nil, "", err
 	}
 	if keyPEM, err = csr.MarshalPrivateKeyPEM(key); err != nil {
@@ -269,14 +291,6 @@ func loadKey(ctx context.Context, store *certstore.Store, opts Options) (key cry
 	if err := atomicfile.WriteFile(tmpPath, keyPEM, 0o600); err != nil {
 		return nil, nil, "", fmt.Errorf("writing temporary key: %w", err)
 	}
-	logger.V(1).Info("Generated a new private key", "type", opts.KeyType, "path", tmpPath)
+	logger.V(1).Info("Generated a new private key", "type", keyType, "path", tmpPath)
 	return key, keyPEM, tmpPath, nil
-}
-
-func withUserAgent(cfg *rest.Config) *rest.Config {
-	cfg = rest.CopyConfig(cfg)
-	if cfg.UserAgent == "" {
-		cfg.UserAgent = "tlsboot"
-	}
-	return cfg
 }

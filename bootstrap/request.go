@@ -26,47 +26,69 @@ import (
 // then at most every 30s so that a long outage costs the server nothing.
 var retryBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 30 * time.Second}
 
+// server is the API server as the bootstrap credentials reach it.
+type server struct {
+	client kubernetes.Interface // authenticates with the bootstrap credentials
+	anon   kubernetes.Interface // no credentials: asks /readyz to tell a 401 from a server still starting
+
+	firstUnauthorized time.Time // when a 401 was first seen that readiness could not explain
+}
+
+func newServer(cfg *rest.Config) (*server, error) {
+	cfg = rest.CopyConfig(cfg)
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "tlsboot"
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	anon, err := kubernetes.NewForConfig(rest.AnonymousClientConfig(cfg))
+	if err != nil {
+		return nil, err
+	}
+	return &server{client: client, anon: anon}, nil
+}
+
 // waitForServer polls /healthz with jitter until it answers, for at most
 // d. A server that stays silent is not an error (the CSR create is tried
 // anyway, and retried), but an answer that can never become a success —
 // a TLS verification failure, rejected credentials — ends the run at once.
-func waitForServer(ctx context.Context, client kubernetes.Interface, d time.Duration) error {
+func (s *server) waitForServer(ctx context.Context, d time.Duration) error {
 	logger := klog.FromContext(ctx)
-	ctx, cancel := context.WithTimeout(ctx, d)
+	waitCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	var last error
-	err := wait.PollUntilContextCancel(ctx, 2*time.Second, true, func(ctx context.Context) (bool, error) {
-		rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-		defer rcancel()
-		_, err := client.Discovery().RESTClient().Get().AbsPath("/healthz").DoRaw(rctx)
-		if err == nil {
-			return true, nil
-		}
-		if permanent(err) {
-			return false, err
-		}
-		if last == nil || last.Error() != err.Error() {
+	for {
+		rctx, rcancel := context.WithTimeout(waitCtx, 5*time.Second)
+		_, err := s.client.Discovery().RESTClient().Get().AbsPath("/healthz").DoRaw(rctx)
+		rcancel()
+		switch {
+		case err == nil:
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case s.permanent(ctx, err):
+			return err
+		case last == nil || last.Error() != err.Error():
 			logger.Info("Waiting for the API server", "err", err)
 		}
 		last = err
-		return false, nil
-	})
-	switch {
-	case err == nil:
-		return nil
-	case permanent(err):
-		return err
-	case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) && last != nil:
-		logger.Info("API server did not answer in time, trying anyway", "waited", d, "err", last)
-		return nil
-	default:
-		return err
+		select {
+		case <-waitCtx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			logger.Info("API server did not answer in time, trying anyway", "waited", d, "err", last)
+			return nil
+		case <-time.After(wait.Jitter(2*time.Second, 0.2)):
+		}
 	}
 }
 
 // request creates (or re-attaches to) the node's CSR, retrying while the
 // server is unreachable, then waits for the certificate and checks it.
-func request(ctx context.Context, client kubernetes.Interface, req csr.Request, key crypto.Signer, opts Options, res *Result) ([]byte, error) {
+func (s *server) request(ctx context.Context, req csr.Request, key crypto.Signer, opts Options, res *Result) ([]byte, error) {
 	logger := klog.FromContext(ctx)
 	ctx, cancel := context.WithTimeout(ctx, opts.WaitTimeout)
 	defer cancel()
@@ -76,14 +98,15 @@ func request(ctx context.Context, client kubernetes.Interface, req csr.Request, 
 	}
 	res.CSRName = name
 
-	obj, created, err := submit(ctx, client, name, req, key)
+	submitted := time.Now()
+	obj, created, err := s.submit(ctx, name, req, key)
 	if err != nil {
 		return nil, err
 	}
 	res.Reattached = !created
 	logger.Info("Certificate signing request submitted", "csr", name, "reattached", res.Reattached, "signer", req.SignerName)
 
-	certPEM, err := csrwait.Wait(ctx, client, name, obj.UID, csrwait.Options{
+	certPEM, err := csrwait.Wait(ctx, s.client, name, obj.UID, csrwait.Options{
 		ProgressInterval: opts.ProgressInterval,
 		Progress: func(name string, waited time.Duration) {
 			if waited == 0 {
@@ -100,6 +123,7 @@ func request(ctx context.Context, client kubernetes.Interface, req csr.Request, 
 		}
 		return nil, err
 	}
+	res.Issuance = time.Since(submitted)
 	if _, err := csr.Check(certPEM, key, req, opts.Now()); err != nil {
 		return nil, fmt.Errorf("certificate signing request %s: the signer returned an unusable certificate, not stored: %w", name, err)
 	}
@@ -108,17 +132,17 @@ func request(ctx context.Context, client kubernetes.Interface, req csr.Request, 
 
 // submit calls csr.Submit until it succeeds, fails for good, or ctx ends.
 // created is false when an existing CSR was re-attached.
-func submit(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer) (obj *certificatesv1.CertificateSigningRequest, created bool, err error) {
+func (s *server) submit(ctx context.Context, name string, req csr.Request, key crypto.Signer) (obj *certificatesv1.CertificateSigningRequest, created bool, err error) {
 	logger := klog.FromContext(ctx)
 	backoff := retryBackoff
 	for {
-		obj, created, err = csr.Submit(ctx, client, name, req, key)
+		obj, created, err = csr.Submit(ctx, s.client, name, req, key)
 		var outcome *csr.OutcomeError
 		var conflict *csr.ConflictError
 		switch {
 		case err == nil:
 			return obj, created, nil
-		case permanent(err) || errors.As(err, &outcome) || errors.As(err, &conflict):
+		case s.permanent(ctx, err) || errors.As(err, &outcome) || errors.As(err, &conflict):
 			return nil, false, err
 		}
 		delay := backoff.Step()
@@ -136,10 +160,37 @@ func submit(ctx context.Context, client kubernetes.Interface, name string, req c
 
 // permanent reports errors that retrying cannot fix: rejected credentials,
 // missing permissions, invalid requests, failed TLS verification.
-func permanent(err error) bool {
-	if apierrors.IsUnauthorized(err) || apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) {
-		return true
+//
+// A 401 is permanent only once the server is ready: an API server that has
+// just started rejects bootstrap tokens until its caches hold their Secrets,
+// and a node must ride that out, not give up. When the server will not say
+// (anonymous requests refused, as also happens while its RBAC cache is
+// still empty), the 401 is believed after unauthorizedGrace.
+func (s *server) permanent(ctx context.Context, err error) bool {
+	if !apierrors.IsUnauthorized(err) {
+		return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || tlsVerification(err)
 	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, rerr := s.anon.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+	switch {
+	case rerr == nil:
+		return true
+	case apierrors.IsUnauthorized(rerr) || apierrors.IsForbidden(rerr):
+		if s.firstUnauthorized.IsZero() {
+			s.firstUnauthorized = time.Now()
+		}
+		return time.Since(s.firstUnauthorized) >= unauthorizedGrace
+	default: // not ready yet, or unreachable again
+		return false
+	}
+}
+
+// unauthorizedGrace is how long a 401 is retried when the server cannot
+// tell whether it is ready: long enough for an API server to warm up.
+const unauthorizedGrace = 15 * time.Second
+
+func tlsVerification(err error) bool {
 	var unknownCA x509.UnknownAuthorityError
 	var hostname x509.HostnameError
 	var invalid x509.CertificateInvalidError
