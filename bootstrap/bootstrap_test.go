@@ -1,0 +1,281 @@
+package bootstrap
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/csr"
+)
+
+func validOptions() Options {
+	return Options{KubeconfigPath: "k", BootstrapKubeconfigPath: "b", CertDir: "d", NodeName: "node-1"}
+}
+
+func TestOptionsValidate(t *testing.T) {
+	tests := []struct {
+		name    string
+		mutate  func(*Options)
+		wantErr string
+	}{
+		{"valid", func(*Options) {}, ""},
+		{"no kubeconfig", func(o *Options) { o.KubeconfigPath = "" }, "kubeconfig path is required"},
+		{"no bootstrap kubeconfig", func(o *Options) { o.BootstrapKubeconfigPath = "" }, "bootstrap kubeconfig path is required"},
+		{"no cert dir", func(o *Options) { o.CertDir = "" }, "certificate directory is required"},
+		{"no node name", func(o *Options) { o.NodeName = "" }, "node name is required"},
+		{"bad node name", func(o *Options) { o.NodeName = "Node_1" }, `node name "Node_1" is not valid`},
+		{"prefix with slash", func(o *Options) { o.CertPrefix = "a/b" }, "path separator"},
+		{"short expiration", func(o *Options) { o.Expiration = time.Minute }, "at least 10m"},
+		{"bad key type", func(o *Options) { o.KeyType = "dsa" }, "key type"},
+		{"negative timeout", func(o *Options) { o.WaitTimeout = -1 }, "must not be negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := validOptions()
+			tt.mutate(&o)
+			err := o.Validate()
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Validate = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// issue returns a self-signed node certificate for key, PEM encoded.
+func issue(t *testing.T, key *ecdsa.PrivateKey, notBefore, notAfter time.Time) []byte {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "system:node:node-1", Organization: []string{"system:nodes"}},
+		NotBefore:    notBefore, NotAfter: notAfter,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+}
+
+func newKey(t *testing.T) (*ecdsa.PrivateKey, []byte) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, err := csr.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, keyPEM
+}
+
+func TestLoadKey(t *testing.T) {
+	ctx := klog.NewContext(context.Background(), klog.Background())
+	storedKey, storedPEM := newKey(t)
+	tmpKey, tmpPEM := newKey(t)
+	tests := []struct {
+		name    string
+		stored  bool   // a certificate (expired) is in the store
+		tmp     []byte // content of the temporary key, nil for none
+		want    func(t *testing.T, key any)
+		wantErr string
+	}{
+		{name: "store key wins over temp key", stored: true, tmp: tmpPEM,
+			want: func(t *testing.T, k any) { mustEqual(t, k, &storedKey.PublicKey) }},
+		{name: "temp key reused", tmp: tmpPEM,
+			want: func(t *testing.T, k any) { mustEqual(t, k, &tmpKey.PublicKey) }},
+		{name: "new key generated and kept", want: func(t *testing.T, k any) {}},
+		{name: "corrupt temp key", tmp: []byte("garbage"), wantErr: "remove it to start over"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := validOptions()
+			opts.CertDir = dir
+			opts.setDefaults()
+			store, err := certstore.Open(certstore.Options{Dir: dir, Prefix: opts.CertPrefix})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.stored {
+				if _, err := store.Update(issue(t, storedKey, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)), storedPEM); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tmpPath := filepath.Join(dir, "kubelet-client.key.tmp")
+			if tt.tmp != nil {
+				if err := os.WriteFile(tmpPath, tt.tmp, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			key, keyPEM, gotTmp, err := loadKey(ctx, store, opts)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), tmpPath) {
+					t.Fatalf("loadKey = %v, want an error naming %s containing %q", err, tmpPath, tt.wantErr)
+				}
+				if data, _ := os.ReadFile(tmpPath); string(data) != string(tt.tmp) {
+					t.Error("corrupt temporary key was changed")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if gotTmp != tmpPath {
+				t.Errorf("temp path = %s, want %s", gotTmp, tmpPath)
+			}
+			parsed, err := csr.ParsePrivateKeyPEM(keyPEM)
+			if err != nil || !parsed.Public().(*ecdsa.PublicKey).Equal(key.Public()) {
+				t.Fatalf("returned PEM does not hold the returned key: %v", err)
+			}
+			tt.want(t, key.Public())
+			if !tt.stored {
+				onDisk, err := os.ReadFile(tmpPath)
+				if err != nil || string(onDisk) != string(keyPEM) {
+					t.Errorf("temporary key on disk is not the key in use: %v", err)
+				}
+				if fi, _ := os.Stat(tmpPath); fi.Mode().Perm() != 0o600 {
+					t.Errorf("temporary key mode = %v, want 0600", fi.Mode().Perm())
+				}
+			}
+		})
+	}
+}
+
+func mustEqual(t *testing.T, got any, want *ecdsa.PublicKey) {
+	t.Helper()
+	if k, ok := got.(*ecdsa.PublicKey); !ok || !k.Equal(want) {
+		t.Errorf("key in use is not the expected one")
+	}
+}
+
+func TestPermanentAndExplain(t *testing.T) {
+	readyz := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(readyz)
+	}))
+	t.Cleanup(srv.Close)
+	s, err := newServer(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gr := schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests"}
+	unauthorized := apierrors.NewUnauthorized("Unauthorized")
+	tests := []struct {
+		name        string
+		err         error
+		readyz      int
+		permanent   bool
+		wantExplain string
+	}{
+		{"401 from a ready server", unauthorized, 200, true, "invalid or expired"},
+		{"401 from a server not ready", unauthorized, 500, false, ""},
+		{"403", apierrors.NewForbidden(gr, "x", errors.New("nope")), 200, true, "system:node-bootstrapper"},
+		{"500", apierrors.NewInternalError(errors.New("boom")), 200, false, ""},
+		{"timeout", apierrors.NewTimeoutError("slow", 1), 200, false, ""},
+		{"connection refused", fmt.Errorf("dial tcp: connect: connection refused"), 200, false, ""},
+		{"unknown CA", fmt.Errorf("Get: %w", x509.UnknownAuthorityError{}), 200, true, "unknown authority"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			readyz = tt.readyz
+			if got := s.permanent(context.Background(), tt.err); got != tt.permanent {
+				t.Errorf("permanent = %v, want %v", got, tt.permanent)
+			}
+			got := explain(tt.err, &rest.Config{Host: "https://api:6443"}, "/etc/bootstrap.conf").Error()
+			if tt.wantExplain != "" && (!strings.Contains(got, tt.wantExplain) || !strings.Contains(got, "/etc/bootstrap.conf")) {
+				t.Errorf("explain = %q, want it to name the file and contain %q", got, tt.wantExplain)
+			}
+		})
+	}
+}
+
+func TestLoadClientConfig(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bootstrapPath := filepath.Join(dir, "bootstrap.conf")
+	if err := os.WriteFile(bootstrapPath, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://10.0.0.1:6443", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: "abcdef.0123456789abcdef"}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certDir := filepath.Join(dir, "pki")
+	kubeconfigPath := filepath.Join(dir, "kubelet.conf")
+
+	// No usable kubeconfig: request with the bootstrap token, use the store.
+	certCfg, userCfg, err := LoadClientConfig(ctx, kubeconfigPath, bootstrapPath, certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := filepath.Join(certDir, "kubelet-client-current.pem")
+	if certCfg.BearerToken != "abcdef.0123456789abcdef" || userCfg.BearerToken != "" || userCfg.CertFile != current || userCfg.KeyFile != current {
+		t.Errorf("bootstrap case: cert config has token %v, user config has token %v and cert %q", certCfg.BearerToken != "", userCfg.BearerToken != "", userCfg.CertFile)
+	}
+	// The store is still empty, so read the file raw: clientcmd would
+	// refuse the missing certificate.
+	written, err := clientcmd.LoadFromFile(kubeconfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := written.AuthInfos["default-auth"]; a == nil || a.ClientCertificate != current || written.Clusters["default-cluster"].Server != "https://10.0.0.1:6443" {
+		t.Fatalf("kubeconfig not rewritten to point at the store: %+v", written)
+	}
+
+	// A usable certificate in the store makes the kubeconfig usable.
+	key, keyPEM := newKey(t)
+	store, err := certstore.Open(certstore.Options{Dir: certDir, Prefix: DefaultCertPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Update(issue(t, key, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	certCfg, userCfg, err = LoadClientConfig(ctx, kubeconfigPath, bootstrapPath, certDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if certCfg.CertFile != current || userCfg.CertFile != current || certCfg == userCfg {
+		t.Errorf("usable case: configs %q and %q, want both from the kubeconfig, distinct", certCfg.CertFile, userCfg.CertFile)
+	}
+
+	// No bootstrap kubeconfig: the kubeconfig alone.
+	certCfg, userCfg, err = LoadClientConfig(ctx, kubeconfigPath, "", certDir)
+	if err != nil || certCfg.CertFile != current || userCfg == certCfg {
+		t.Errorf("no-bootstrap case: %v", err)
+	}
+	if _, _, err := LoadClientConfig(ctx, filepath.Join(dir, "missing"), "", certDir); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Errorf("no-bootstrap case with a missing kubeconfig: err = %v", err)
+	}
+}
