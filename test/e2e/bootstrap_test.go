@@ -178,3 +178,67 @@ func TestCSROutcomes(t *testing.T) {
 		})
 	}
 }
+
+// TestKubeletParity moves a node with a pending CSR between the kubelet's
+// own bootstrap code (built from k8s.io/kubernetes by make controlplane)
+// and tlsboot, both ways. Each finds the other's key and CSR — the same
+// deterministic name — so a node never gets a second CSR.
+func TestKubeletParity(t *testing.T) {
+	c := cluster(t, "manual")
+	client := admin(t, c)
+	peer := filepath.Join(c.BinDir(), "kubelet-bootstrap")
+	if !exists(peer) {
+		t.Fatalf("%s missing: run 'make controlplane'", peer)
+	}
+	peerArgs := func(n *node) []string {
+		return []string{"--kubeconfig", n.kubeconfig, "--bootstrap-kubeconfig", n.bootstrapKubeconfig, "--cert-dir", n.certDir, "--node-name", n.name, "--v=2"}
+	}
+	tests := []struct {
+		name          string
+		first, second func(n *node) (string, []string)
+		secondMarker  string
+	}{
+		{"kubelet then tlsboot",
+			func(n *node) (string, []string) { return peer, peerArgs(n) },
+			func(n *node) (string, []string) { return tlsbootBin, n.args() },
+			"Certificate signing request submitted"},
+		{"tlsboot then kubelet",
+			func(n *node) (string, []string) { return tlsbootBin, n.args() },
+			func(n *node) (string, []string) { return peer, peerArgs(n) },
+			"Waiting for client certificate to be issued"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newNode(t, c)
+			bin, args := tt.first(n)
+			first := start(t, bin, args...)
+			pending := waitCSR(t, client, n.name)
+			first.signal(t, syscall.SIGKILL)
+			first.wait(t)
+
+			bin, args = tt.second(n)
+			second := start(t, bin, args...)
+			waitOutput(t, second, tt.secondMarker)
+			if got := nodeCSRs(t, client, n.name); len(got) != 1 || got[0].UID != pending.UID {
+				t.Fatalf("after switching: %d CSRs for the node, want only %s", len(got), pending.Name)
+			}
+			decide(t, client, pending.Name, certificatesv1.CertificateApproved)
+			if r := second.wait(t); r.code != 0 {
+				t.Fatalf("second program: %s", r)
+			}
+			if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+				t.Errorf("kubeconfig authenticates as %q", u.Username)
+			}
+			// Each reads the other's result as a usable identity.
+			if r := run(t, tlsbootBin, n.args()...); r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
+				t.Errorf("tlsboot on the result: %s", r)
+			}
+			if r := run(t, peer, peerArgs(n)...); r.code != 0 || !strings.Contains(r.stderr, "skipping bootstrap") {
+				t.Errorf("kubelet code on the result: %s", r)
+			}
+			if got := nodeCSRs(t, client, n.name); len(got) != 1 {
+				t.Errorf("%d CSRs for the node at the end, want 1", len(got))
+			}
+		})
+	}
+}
