@@ -32,7 +32,7 @@ vet:
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 ## demo: bootstrap a node against a local control plane, show the result, stop
-demo: controlplane
+demo: controlplane build
 	$(GO) run ./hack/demo
 
 ## bench: bootstrap latency and API requests, tlsboot vs the kubelet's code
