@@ -12,6 +12,7 @@ package bootstrap
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
 
 	"github.com/tlsboot/tlsboot/certstore"
@@ -155,7 +157,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	logger := klog.FromContext(ctx)
 	res := &Result{KubeconfigPath: opts.KubeconfigPath}
 
-	cfg, reason, err := usable(opts.KubeconfigPath, opts.Now())
+	cfg, leaf, reason, err := usable(opts.KubeconfigPath, opts.Now())
 	if err != nil && !opts.Force {
 		return nil, err
 	}
@@ -165,7 +167,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if cfg != nil {
 		res.Reason = "kubeconfig is usable"
 		res.CertPath = cfg.CertFile
-		res.Certificate, _ = kubeconfig.CheckClientCertificate(cfg, opts.Now())
+		res.Certificate = leaf
 		logger.V(1).Info("Kubeconfig is usable, no bootstrap needed", "kubeconfig", opts.KubeconfigPath)
 		return res, nil
 	}
@@ -180,17 +182,27 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, keyPEM, tmpKey, err := loadKey(ctx, store, opts)
-	if err != nil {
-		return nil, err
-	}
 	srv, err := newServer(bootCfg)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap kubeconfig %s: %w", opts.BootstrapKubeconfigPath, err)
 	}
-	if err := srv.waitForServer(ctx, opts.ServerWait); err != nil {
-		return nil, explain(err, bootCfg, opts.BootstrapKubeconfigPath)
+	// Load or create (and fsync) the key while the server answers /healthz:
+	// both must be done before the CSR, and neither needs the other.
+	var k loadedKey
+	keyDone := make(chan struct{})
+	go func() {
+		defer close(keyDone)
+		k.key, k.pem, k.tmpPath, k.err = loadKey(ctx, store, opts)
+	}()
+	serverErr := srv.waitForServer(ctx, opts.ServerWait)
+	<-keyDone
+	if k.err != nil {
+		return nil, k.err
 	}
+	if serverErr != nil {
+		return nil, explain(serverErr, bootCfg, opts.BootstrapKubeconfigPath)
+	}
+	key, keyPEM, tmpKey := k.key, k.pem, k.tmpPath
 
 	req := csr.NodeClient(opts.NodeName, key.Public())
 	req.Expiration = opts.Expiration
@@ -198,14 +210,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, explain(err, bootCfg, opts.BootstrapKubeconfigPath)
 	}
-	cert, err := store.Update(certPEM, keyPEM)
+	cert, err := persist(store, certPEM, keyPEM, opts.KubeconfigPath, kubeconfig.Node(bootCfg, store.CurrentPath()))
 	if err != nil {
-		return nil, fmt.Errorf("storing the issued certificate in %s: %w", opts.CertDir, err)
-	}
-	res.Certificate, res.CertPath = cert.Leaf, store.CurrentPath()
-	if err := kubeconfig.Write(opts.KubeconfigPath, kubeconfig.Node(bootCfg, store.CurrentPath())); err != nil {
 		return nil, err
 	}
+	res.Certificate, res.CertPath = cert.Leaf, store.CurrentPath()
 	// Only now is the temporary key redundant: the certificate, its key
 	// and the kubeconfig that uses them are all durable.
 	if err := os.Remove(tmpKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -216,22 +225,47 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	return res, nil
 }
 
+type loadedKey struct {
+	key     crypto.Signer
+	pem     []byte
+	tmpPath string
+	err     error
+}
+
+// persist stores the certificate and writes the kubeconfig that points at
+// the store, concurrently: they are different files, and either order is
+// safe. The kubeconfig replaced here was not usable, and until the store
+// holds the new certificate the temporary key is still there, so a crash
+// at any point is repaired by running again (it re-attaches to the issued
+// CSR). Overlapping the two halves the time spent in fsync.
+func persist(store *certstore.Store, certPEM, keyPEM []byte, kubeconfigPath string, cfg *clientcmdapi.Config) (*tls.Certificate, error) {
+	kubeconfigErr := make(chan error, 1)
+	go func() { kubeconfigErr <- kubeconfig.Write(kubeconfigPath, cfg) }()
+	cert, err := store.Update(certPEM, keyPEM)
+	if kerr := <-kubeconfigErr; kerr != nil && err == nil {
+		return nil, kerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storing the issued certificate in %s: %w", store.Dir(), err)
+	}
+	return cert, nil
+}
+
 // usable returns the REST config of the kubeconfig if it can be used as is,
 // or the reason it cannot. It fails only when the file cannot even be
 // examined (for example, permission denied): that is not a reason to
 // bootstrap over it.
-func usable(path string, now time.Time) (*rest.Config, string, error) {
-	err := kubeconfig.Check(path, now)
+func usable(path string, now time.Time) (*rest.Config, *x509.Certificate, string, error) {
+	cfg, leaf, err := kubeconfig.LoadUsable(path, now)
 	switch {
 	case err == nil:
-		cfg, err := kubeconfig.Load(path)
-		return cfg, "", err
+		return cfg, leaf, "", nil
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, "no kubeconfig at " + path, nil
+		return nil, nil, "no kubeconfig at " + path, nil
 	case errors.Is(err, fs.ErrPermission):
-		return nil, "", fmt.Errorf("%w: run as a user that can read it", err)
+		return nil, nil, "", fmt.Errorf("%w: run as a user that can read it", err)
 	default:
-		return nil, err.Error(), nil
+		return nil, nil, err.Error(), nil
 	}
 }
 

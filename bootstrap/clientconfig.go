@@ -33,7 +33,7 @@ func LoadClientConfig(ctx context.Context, kubeconfigPath, bootstrapPath, certDi
 		logger.V(2).Info("No bootstrap kubeconfig given, using the kubeconfig", "kubeconfig", kubeconfigPath)
 		return cfg, rest.CopyConfig(cfg), nil
 	}
-	cfg, _, err := usable(kubeconfigPath, time.Now())
+	cfg, _, _, err := usable(kubeconfigPath, time.Now())
 	if err != nil {
 		return nil, nil, err
 	}

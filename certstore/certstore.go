@@ -158,6 +158,9 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
+// Dir is the store's (absolute) directory.
+func (s *Store) Dir() string { return s.dir }
+
 // CurrentPath returns <dir>/<prefix>-current.pem, the path kubeconfigs and
 // the kubelet should point at. Dir is absolute.
 func (s *Store) CurrentPath() string {
@@ -248,10 +251,13 @@ func (s *Store) Update(certPEM, keyPEM []byte) (*tls.Certificate, error) {
 }
 
 // write stores data under a fresh timestamped name and returns its absolute
-// path. The name is first reserved with O_EXCL, so no existing file, ours or
-// another process's, is ever overwritten; the content then replaces the empty
-// reservation atomically. A crash in between leaves an empty file, which
-// Open removes.
+// path. The name is created with O_EXCL, so no existing file, ours or another
+// process's, is ever overwritten. The content goes straight into the new file
+// and is fsynced; no temporary file and rename are needed because nothing
+// refers to the name until Update switches the link, and that switch fsyncs
+// the directory, which makes the new entry durable too. A crash before the
+// switch leaves an unreferenced file that is empty (Open removes it) or
+// partial (never chosen: recovery only repoints to files that parse).
 func (s *Store) write(data []byte) (string, error) {
 	ts := s.now().Format(timeFormat)
 	n, err := s.nextCounter(ts)
@@ -265,16 +271,27 @@ func (s *Store) write(data []byte) (string, error) {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("reserving file name: %w", err)
+			return "", fmt.Errorf("creating %s: %w", name, err)
 		}
-		f.Close()
-		if err := atomicfile.WriteFile(name, data, 0o600); err != nil {
+		if err := writeSync(f, data); err != nil {
 			os.Remove(name)
-			return "", fmt.Errorf("writing pair: %w", err)
+			return "", fmt.Errorf("writing %s: %w", name, err)
 		}
 		return name, nil
 	}
 	return "", fmt.Errorf("no free file name for timestamp %s", ts)
+}
+
+// writeSync writes data to f, fsyncs and closes it.
+func writeSync(f *os.File, data []byte) error {
+	_, err := f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // nextCounter returns the counter for a new file with timestamp ts: one more

@@ -9,6 +9,7 @@ package csrwait
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -46,7 +47,18 @@ type Options struct {
 
 	// Clock drives the progress ticker; nil means the real clock.
 	Clock clock.WithTicker
+
+	// ResourceVersion, if set, is a version of the CSR the caller has seen
+	// (as Create or Get returned it). Wait then first watches for changes
+	// after it: one request instead of a list and a watch, so issuance is
+	// seen sooner. If that watch cannot start or ends before an outcome,
+	// Wait carries on with list and watch, which survive any disconnect.
+	ResourceVersion string
 }
+
+// errWatchEnded ends a wait on a single watch that closed or failed; the
+// caller falls back to list and watch.
+var errWatchEnded = errors.New("watch ended")
 
 // Wait waits until the CSR name with UID uid has a certificate and returns it
 // (PEM, as the signer wrote it, possibly a chain). An empty uid accepts the
@@ -62,6 +74,36 @@ type Options struct {
 // yet to sign it. A CSR with a certificate is done even if the event does
 // not show the Approved condition.
 func Wait(ctx context.Context, client kubernetes.Interface, name string, uid types.UID, opts Options) ([]byte, error) {
+	if opts.ResourceVersion != "" {
+		cert, err := waitFromVersion(ctx, client, name, uid, opts)
+		if !errors.Is(err, errWatchEnded) {
+			return cert, err
+		}
+		klog.FromContext(ctx).V(2).Info("Watch of the certificate signing request ended, listing it again", "csr", name)
+	}
+	return waitListWatch(ctx, client, name, uid, opts)
+}
+
+// waitFromVersion waits on one watch that starts after opts.ResourceVersion.
+func waitFromVersion(ctx context.Context, client kubernetes.Interface, name string, uid types.UID, opts Options) ([]byte, error) {
+	w, err := client.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{
+		FieldSelector:       fields.OneTermEqualSelector("metadata.name", name).String(),
+		ResourceVersion:     opts.ResourceVersion,
+		AllowWatchBookmarks: true,
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for certificate signing request %s: %w", name, ctx.Err())
+		}
+		return nil, errWatchEnded
+	}
+	defer w.Stop()
+	wt := &waiter{name: name, uid: uid, opts: opts, seen: true}
+	return wt.run(ctx, w.ResultChan(), nil)
+}
+
+// waitListWatch lists and watches the CSR with an informer until an outcome.
+func waitListWatch(ctx context.Context, client kubernetes.Interface, name string, uid types.UID, opts Options) ([]byte, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -140,7 +182,10 @@ func (w *waiter) run(ctx context.Context, events <-chan watch.Event, missing <-c
 			if gone {
 				return nil, &csr.OutcomeError{Name: w.name, Kind: csr.ErrDeleted, Message: "it does not exist"}
 			}
-		case ev := <-events:
+		case ev, ok := <-events:
+			if !ok || ev.Type == watch.Error {
+				return nil, errWatchEnded
+			}
 			cert, done, err := w.handle(ev)
 			if done || err != nil {
 				return cert, err

@@ -275,3 +275,61 @@ func TestHandle(t *testing.T) {
 		t.Errorf("an event for another CSR ended the wait: %v", err)
 	}
 }
+
+// TestWaitFromVersion covers the fast path: one watch from a known resource
+// version, and the fall-back to list and watch when that watch ends.
+func TestWaitFromVersion(t *testing.T) {
+	pending := object(testUID, nil)
+	issued := object(testUID, testCert, certificatesv1.CertificateApproved)
+	gone := &metav1.Status{Status: metav1.StatusFailure, Code: 410, Reason: metav1.StatusReasonGone}
+	tests := []struct {
+		name      string
+		first     func(w *watch.RaceFreeFakeWatcher)
+		second    func(w *watch.RaceFreeFakeWatcher) // nil: no fall-back expected
+		wantCert  bool
+		wantKind  error
+		wantLists int
+	}{
+		{name: "issued on the first watch, no list",
+			first: func(w *watch.RaceFreeFakeWatcher) { w.Action(watch.Modified, issued) }, wantCert: true},
+		{name: "deleted on the first watch",
+			first: func(w *watch.RaceFreeFakeWatcher) { w.Action(watch.Deleted, pending) }, wantKind: csr.ErrDeleted},
+		{name: "watch closes: list and watch again",
+			first:  func(w *watch.RaceFreeFakeWatcher) { w.Stop() },
+			second: func(w *watch.RaceFreeFakeWatcher) { w.Action(watch.Modified, issued) }, wantCert: true, wantLists: 1},
+		{name: "resource version gone: list and watch again",
+			first:  func(w *watch.RaceFreeFakeWatcher) { w.Error(gone) },
+			second: func(w *watch.RaceFreeFakeWatcher) { w.Action(watch.Modified, issued) }, wantCert: true, wantLists: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, pending)
+			h.start(context.Background(), testUID, Options{ResourceVersion: "42"})
+			tt.first(h.nextWatch(t))
+			if tt.second != nil {
+				tt.second(h.nextWatch(t))
+			}
+			r := h.wait(t)
+			if tt.wantCert && (r.err != nil || string(r.cert) != string(testCert)) {
+				t.Fatalf("Wait() = %q, %v; want the certificate", r.cert, r.err)
+			}
+			if tt.wantKind != nil && !errors.Is(r.err, tt.wantKind) {
+				t.Fatalf("Wait() error = %v, want %v", r.err, tt.wantKind)
+			}
+			lists := 0
+			for _, a := range h.client.Actions() {
+				if a.GetVerb() == "list" {
+					lists++
+				}
+				if w, ok := a.(k8stesting.WatchAction); ok && a.GetVerb() == "watch" && lists == 0 {
+					if rv := w.GetWatchRestrictions().ResourceVersion; rv != "42" {
+						t.Errorf("first watch from resource version %q, want 42", rv)
+					}
+				}
+			}
+			if lists != tt.wantLists {
+				t.Errorf("%d list calls, want %d", lists, tt.wantLists)
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@
 package kubeconfig
 
 import (
+	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -66,18 +67,25 @@ var ErrNotExist = fs.ErrNotExist
 // wrapping ErrNotExist when the file does not exist, and otherwise an error
 // that says why it is not usable.
 func Check(path string, now time.Time) error {
+	_, _, err := LoadUsable(path, now)
+	return err
+}
+
+// LoadUsable is Check that also returns, when the kubeconfig is usable, its
+// REST config and the leaf of its client certificate.
+func LoadUsable(path string, now time.Time) (*rest.Config, *x509.Certificate, error) {
 	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", path, err)
+		return nil, nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	cfg, err := Load(path)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	_, err = CheckClientCertificate(cfg, now)
+	leaf, err := CheckClientCertificate(cfg, now)
 	if err != nil {
-		return fmt.Errorf("kubeconfig %s: %w", path, err)
+		return nil, nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
-	return nil
+	return cfg, leaf, nil
 }
 
 // CheckClientCertificate checks the client certificate of cfg as Check does
@@ -199,6 +207,11 @@ func Write(path string, cfg *clientcmdapi.Config) error {
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	// A node re-bootstrapping usually writes what is already there: skip
+	// the write (and its fsyncs) then.
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+		return os.Chmod(path, 0o600)
 	}
 	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("writing kubeconfig: %w", err)
