@@ -6,7 +6,7 @@ CONTROLPLANE_VERSION := v1.37.2
 export TLSBOOT_CACHE ?= $(CURDIR)/.cache
 export TLSBOOT_CONTROLPLANE_BIN ?= $(TLSBOOT_CACHE)/controlplane/$(CONTROLPLANE_VERSION)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
-LDFLAGS := -X github.com/tlsboot/tlsboot/internal/version.Version=$(VERSION)
+LDFLAGS := -s -w -X github.com/tlsboot/tlsboot/internal/version.Version=$(VERSION)
 FUZZTIME ?= 30s
 
 .PHONY: all build controlplane test vet unit e2e demo bench fuzz clean

@@ -28,8 +28,8 @@ var retryBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jit
 
 // server is the API server as the bootstrap credentials reach it.
 type server struct {
+	cfg    *rest.Config
 	client kubernetes.Interface // authenticates with the bootstrap credentials
-	anon   kubernetes.Interface // no credentials: asks /readyz to tell a 401 from a server still starting
 
 	firstUnauthorized time.Time // when a 401 was first seen that readiness could not explain
 }
@@ -43,11 +43,7 @@ func newServer(cfg *rest.Config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	anon, err := kubernetes.NewForConfig(rest.AnonymousClientConfig(cfg))
-	if err != nil {
-		return nil, err
-	}
-	return &server{client: client, anon: anon}, nil
+	return &server{cfg: cfg, client: client}, nil
 }
 
 // waitForServer polls /healthz with jitter until it answers, for at most
@@ -182,9 +178,7 @@ func (s *server) permanent(ctx context.Context, err error) bool {
 	if !apierrors.IsUnauthorized(err) {
 		return apierrors.IsForbidden(err) || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || tlsVerification(err)
 	}
-	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	_, rerr := s.anon.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(rctx)
+	rerr := s.readyz(ctx)
 	switch {
 	case rerr == nil:
 		return true
@@ -196,6 +190,20 @@ func (s *server) permanent(ctx context.Context, err error) bool {
 	default: // not ready yet, or unreachable again
 		return false
 	}
+}
+
+// readyz asks /readyz without credentials: a token the server rejects
+// would get a 401 there too. Only a 401 needs this, so the anonymous
+// client is made here rather than up front.
+func (s *server) readyz(ctx context.Context) error {
+	anon, err := kubernetes.NewForConfig(rest.AnonymousClientConfig(s.cfg))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err = anon.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	return err
 }
 
 // unauthorizedGrace is how long a 401 is retried when the server cannot
