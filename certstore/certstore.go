@@ -43,10 +43,11 @@
 // a caller plugging a Store into it must translate ErrNoCertificate, which
 // this package cannot do without importing client-go.
 //
-// This package writes every file through internal/atomicfile (temporary file,
-// fsync, rename, fsync directory), switches the link with a single rename,
-// reserves each file name exclusively so nothing is overwritten, repairs the
-// states listed in Open, and prunes old files.
+// This package creates each pair file exclusively (nothing is ever
+// overwritten) and fsyncs it before anything refers to it, switches the link
+// with a single rename of a new link followed by an fsync of the directory
+// (internal/atomicfile), repairs the states listed in Open, and prunes old
+// files.
 package certstore
 
 import (
