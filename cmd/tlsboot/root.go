@@ -35,6 +35,8 @@ the way the kubelet does, and keeps that identity valid.
 
 Commands:
   bootstrap   request a node client certificate once and write a kubeconfig that uses it
+  run         keep the node's certificates valid: bootstrap, rotate, recover (the agent)
+  status      explain the node's certificates and kubeconfig (offline)
   version     print the version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
@@ -50,7 +52,7 @@ Commands:
 	for _, name := range []string{"v", "vmodule"} {
 		root.PersistentFlags().AddGoFlag(klogFlags.Lookup(name))
 	}
-	root.AddCommand(newVersionCommand(), newBootstrapCommand())
+	root.AddCommand(newVersionCommand(), newBootstrapCommand(), newRunCommand(), newStatusCommand())
 	return root
 }
 

@@ -1,0 +1,193 @@
+// Command agent measures the idle cost of `tlsboot run`: it starts a local
+// control plane (internal/testcluster) whose signer issues 24h
+// certificates, runs the agent until it has bootstrapped and is ready,
+// then leaves it idle for -idle and reads, from /proc, the CPU time it used
+// while idle and its resident memory.
+//
+//	go run ./bench/agent -idle 60s -out bench/agent/RESULTS.md
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tlsboot/tlsboot/internal/testcluster"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat:
+// 100 on every Linux architecture Go supports.
+const clockTicks = 100
+
+func main() {
+	idle := flag.Duration("idle", 60*time.Second, "how long to leave the agent idle")
+	bin := flag.String("bin", "", "tlsboot binary (default: build one)")
+	out := flag.String("out", "", "write a Markdown section to this file (default: stdout only)")
+	flag.Parse()
+	if err := run(*bin, *idle, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/agent:", err)
+		os.Exit(1)
+	}
+}
+
+type sample struct {
+	cpu      time.Duration // utime + stime
+	rss, hwm int64         // kB
+}
+
+func run(bin string, idle time.Duration, out string) error {
+	dir, err := os.MkdirTemp("", "tlsboot-bench-agent-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if bin == "" {
+		bin = filepath.Join(dir, "tlsboot")
+		if err := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/tlsboot").Run(); err != nil {
+			return fmt.Errorf("building tlsboot: %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := testcluster.Start(ctx, testcluster.Options{SigningDuration: 24 * time.Hour})
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	cmd, url, err := startAgent(bin, c, dir)
+	if err != nil {
+		return err
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+	if err := waitReady(url, time.Minute); err != nil {
+		return err
+	}
+	// Let start-up work (bootstrap, first GC) settle before measuring.
+	time.Sleep(2 * time.Second)
+	before, err := read(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	time.Sleep(idle)
+	after, err := read(cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	return report(out, idle, before, after)
+}
+
+func startAgent(bin string, c *testcluster.Cluster, dir string) (*exec.Cmd, string, error) {
+	cmd := exec.Command(bin, "run", "--bootstrap-kubeconfig", c.BootstrapKubeconfig,
+		"--kubeconfig", filepath.Join(dir, "kubelet.conf"), "--cert-dir", filepath.Join(dir, "pki"),
+		"--node-name", "bench-node", "--metrics-bind-address", "127.0.0.1:0")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	re := regexp.MustCompile(`"Serving metrics and health endpoints" address="([^"]+)"`)
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		if m := re.FindStringSubmatch(sc.Text()); m != nil {
+			go io.Copy(io.Discard, stderr)
+			return cmd, "http://" + m[1], nil
+		}
+	}
+	cmd.Wait()
+	return nil, "", errors.New("the agent exited before serving its endpoints")
+}
+
+func waitReady(url string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("the agent did not become ready")
+}
+
+// read returns the CPU time and memory of pid from /proc.
+func read(pid int) (sample, error) {
+	var s sample
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return s, err
+	}
+	// Fields after the command name, which is in parentheses and may
+	// contain spaces: utime and stime are fields 14 and 15 of the line.
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+2:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	s.cpu = time.Duration(utime+stime) * time.Second / clockTicks
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return s, err
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			s.rss, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			s.hwm, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
+		}
+	}
+	return s, nil
+}
+
+func report(out string, idle time.Duration, before, after sample) error {
+	cpu := after.cpu - before.cpu
+	text := fmt.Sprintf(`## tlsboot run: idle cost
+
+Command: `+"`go run ./bench/agent -idle %v -out bench/agent/RESULTS.md`"+` (a local control plane
+issuing 24h certificates; the agent bootstraps, becomes ready, then is left idle with its
+metrics endpoint enabled and not scraped; figures from /proc/PID/stat and /proc/PID/status).
+
+| measure | value |
+|---|---|
+| idle period | %v |
+| CPU used while idle (utime+stime, 10 ms resolution) | %v (%.3f%% of one core) |
+| RSS at the end (VmRSS) | %.1f MiB |
+| peak RSS (VmHWM, includes the bootstrap) | %.1f MiB |
+| goal | RSS under 30 MiB |
+
+Measured on %s, %s.
+`, idle, idle, cpu, 100*cpu.Seconds()/idle.Seconds(), float64(after.rss)/1024, float64(after.hwm)/1024,
+		time.Now().UTC().Format("2006-01-02"), machine())
+	fmt.Print(text)
+	if out == "" {
+		return nil
+	}
+	return os.WriteFile(out, []byte("# Agent benchmarks\n\n"+text), 0o644)
+}
+
+func machine() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	model := ""
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+			break
+		}
+	}
+	return fmt.Sprintf("%s, %d CPUs visible", model, strings.Count(string(data), "processor\t:"))
+}

@@ -1,0 +1,216 @@
+// Package agent is the `tlsboot run` daemon: it bootstraps the node's client
+// certificate when needed, keeps it and optionally the serving certificate
+// valid with rotation.Managers, runs the post-rotation hook, forces a
+// rotation on SIGHUP and serves metrics, health and readiness.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/bootstrap"
+	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/internal/metrics"
+	"github.com/tlsboot/tlsboot/rotation"
+)
+
+// ServingPrefix names the serving certificate's files, as the kubelet does.
+const ServingPrefix = "kubelet-server"
+
+// DefaultMetricsAddress is where metrics, /healthz and /readyz are served.
+const DefaultMetricsAddress = "127.0.0.1:10290"
+
+// Options configures Run.
+type Options struct {
+	// Bootstrap holds the node name, files, key type and timeouts, as for
+	// `tlsboot bootstrap`. The bootstrap kubeconfig may be absent: the
+	// agent then cannot recover an expired or rejected certificate on its
+	// own, says so and keeps retrying.
+	Bootstrap bootstrap.Options
+	// RenewBefore is the floor of the renewal point: renew at the latest
+	// when this much lifetime is left. 0: only the jittered 70–90%.
+	RenewBefore time.Duration
+	// ReuseKey renews with the current key instead of a new one.
+	ReuseKey bool
+	// Serving enables the serving certificate, with SANs Hostname and NodeIPs.
+	Serving  bool
+	Hostname string
+	NodeIPs  []net.IP
+	// OnRotate is a shell command run after each rotation; "" for none.
+	OnRotate string
+	// MetricsAddress serves /metrics, /healthz and /readyz; "" or "0" disables.
+	MetricsAddress string
+	// InitialBackoff and MaxBackoff pace retries; zero takes rotation's defaults.
+	InitialBackoff, MaxBackoff time.Duration
+}
+
+// Validate reports the first invalid option.
+func (o Options) Validate() error {
+	switch {
+	case o.Bootstrap.KubeconfigPath == "" || o.Bootstrap.CertDir == "" || o.Bootstrap.NodeName == "":
+		return errors.New("the kubeconfig, the certificate directory and the node name are required")
+	case o.RenewBefore < 0:
+		return fmt.Errorf("renew-before %v must not be negative", o.RenewBefore)
+	case o.Serving && o.Hostname == "" && len(o.NodeIPs) == 0:
+		return errors.New("the serving certificate needs a host name or at least one node IP")
+	case !o.Serving && (o.Hostname != "" || len(o.NodeIPs) > 0):
+		return errors.New("a host name or node IPs are only used with the serving certificate")
+	}
+	return nil
+}
+
+// agent is one run of the daemon.
+type agent struct {
+	opts    Options
+	client  *certstore.Store
+	clientM *rotation.Manager
+	hooks   sync.WaitGroup // running on-rotate commands
+}
+
+// Run runs the agent until ctx ends, then returns nil once every goroutine
+// has stopped. A certificate being written when ctx ends is completed
+// first, so the store is always consistent. It fails at start for bad
+// options, an unusable certificate directory or metrics address.
+func Run(ctx context.Context, opts Options) error {
+	if err := opts.Validate(); err != nil {
+		return err
+	}
+	if opts.Bootstrap.CertPrefix == "" {
+		opts.Bootstrap.CertPrefix = bootstrap.DefaultCertPrefix
+	}
+	a := &agent{opts: opts}
+	var err error
+	if a.client, err = openStore(opts.Bootstrap.CertDir, opts.Bootstrap.CertPrefix); err != nil {
+		return err
+	}
+	var l net.Listener
+	if opts.MetricsAddress != "" && opts.MetricsAddress != "0" {
+		if l, err = metrics.Listen(opts.MetricsAddress); err != nil {
+			return err
+		}
+		defer l.Close() // on early errors; Serve closes it otherwise
+	}
+	return a.run(ctx, l)
+}
+
+func (a *agent) run(ctx context.Context, l net.Listener) error {
+	logger := klog.FromContext(ctx)
+	reg := metrics.NewRegistry()
+	hooks := withMemoryRelease(a.withOnRotate(ctx, metrics.NewAgent(reg).Hooks()))
+	ready := make(chan struct{})
+	var readyOnce sync.Once
+	clientHooks := hooks
+	clientHooks.Current = chain(hooks.Current, func(valid bool) {
+		if valid {
+			readyOnce.Do(func() { close(ready) })
+		}
+	})
+	var err error
+	if a.clientM, err = rotation.New(a.clientOptions(clientHooks)); err != nil {
+		return err
+	}
+	managers := []*rotation.Manager{a.clientM}
+	var serving *rotation.Manager
+	if a.opts.Serving {
+		if serving, err = a.servingManager(hooks); err != nil {
+			return err
+		}
+		managers = append(managers, serving)
+	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer a.hooks.Wait()
+	if l != nil {
+		a.serve(ctx, &wg, l, &metrics.Server{Registry: reg, Ready: a.ready})
+	}
+	wg.Go(func() { a.clientM.Run(ctx) })
+	if serving != nil {
+		wg.Go(func() {
+			// The serving certificate is requested with the client
+			// certificate: wait for one instead of failing at once.
+			select {
+			case <-ready:
+				serving.Run(ctx)
+			case <-ctx.Done():
+			}
+		})
+	}
+	a.forceOnSIGHUP(ctx, managers)
+	logger.Info("Agent stopping")
+	return nil
+}
+
+func (a *agent) serve(ctx context.Context, wg *sync.WaitGroup, l net.Listener, srv *metrics.Server) {
+	logger := klog.FromContext(ctx)
+	logger.Info("Serving metrics and health endpoints", "address", l.Addr().String())
+	wg.Go(func() {
+		if err := srv.Serve(ctx, l); err != nil {
+			logger.Error(err, "Metrics server stopped")
+		}
+	})
+}
+
+// forceOnSIGHUP triggers a renewal of every certificate on each SIGHUP
+// until ctx ends.
+func (a *agent) forceOnSIGHUP(ctx context.Context, managers []*rotation.Manager) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			klog.FromContext(ctx).Info("SIGHUP: renewing the certificates now")
+			for _, m := range managers {
+				m.Trigger()
+			}
+		}
+	}
+}
+
+// ready reports nil when a valid client certificate is on disk, or why not
+// and what the agent is doing about it.
+func (a *agent) ready() error {
+	cur, err := a.client.Current()
+	now := time.Now()
+	var why string
+	switch {
+	case err != nil:
+		why = fmt.Sprintf("no client certificate: %v", err)
+	case now.Before(cur.Leaf.NotBefore):
+		why = fmt.Sprintf("client certificate %s is not valid before %s", a.client.CurrentPath(), cur.Leaf.NotBefore.UTC().Format(time.RFC3339))
+	case now.After(cur.Leaf.NotAfter):
+		why = fmt.Sprintf("client certificate %s expired at %s", a.client.CurrentPath(), cur.Leaf.NotAfter.UTC().Format(time.RFC3339))
+	default:
+		return nil
+	}
+	if a.clientM != nil {
+		if st := a.clientM.Status(); st.LastError != nil {
+			why += "; last attempt: " + st.LastError.Error()
+		}
+	}
+	return errors.New(why)
+}
+
+func openStore(dir, prefix string) (*certstore.Store, error) {
+	s, err := certstore.Open(certstore.Options{Dir: dir, Prefix: prefix})
+	if err != nil {
+		return nil, fmt.Errorf("certificate directory %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+func tempKeyPath(dir, prefix string) string {
+	return filepath.Join(dir, prefix+".key.tmp")
+}

@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tlsboot/tlsboot/bootstrap"
+	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/rotation"
+)
+
+func validOptions(dir string) Options {
+	return Options{Bootstrap: bootstrap.Options{
+		KubeconfigPath: filepath.Join(dir, "kubelet.conf"), BootstrapKubeconfigPath: filepath.Join(dir, "bootstrap.conf"),
+		CertDir: filepath.Join(dir, "pki"), NodeName: "node-a",
+	}}
+}
+
+func TestValidate(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Options)
+		want   string
+	}{
+		{"valid", func(*Options) {}, ""},
+		{"no node", func(o *Options) { o.Bootstrap.NodeName = "" }, "required"},
+		{"negative renew-before", func(o *Options) { o.RenewBefore = -time.Second }, "negative"},
+		{"serving without SANs", func(o *Options) { o.Serving = true }, "host name or at least one node IP"},
+		{"SANs without serving", func(o *Options) { o.NodeIPs = []net.IP{net.ParseIP("10.0.0.1")} }, "only used with the serving certificate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := validOptions(dir)
+			tc.mutate(&o)
+			err := o.Validate()
+			if (err == nil) != (tc.want == "") || (err != nil && !strings.Contains(err.Error(), tc.want)) {
+				t.Errorf("Validate() = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// storeCert writes a self-signed node certificate valid from nb to na.
+func storeCert(t *testing.T, a *agent, nb, na time.Time) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: "system:node:node-a"}, NotBefore: nb, NotAfter: na}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := csr.MarshalPrivateKeyPEM(key)
+	if _, err := a.client.Update(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReady(t *testing.T) {
+	dir := t.TempDir()
+	a := &agent{opts: validOptions(dir)}
+	var err error
+	if a.client, err = openStore(a.opts.Bootstrap.CertDir, "kubelet-client"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.ready(); err == nil || !strings.Contains(err.Error(), "no client certificate") {
+		t.Errorf("empty store: ready() = %v", err)
+	}
+	storeCert(t, a, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour))
+	if err := a.ready(); err == nil || !strings.Contains(err.Error(), "expired at") {
+		t.Errorf("expired: ready() = %v", err)
+	}
+	storeCert(t, a, time.Now().Add(time.Hour), time.Now().Add(2*time.Hour))
+	if err := a.ready(); err == nil || !strings.Contains(err.Error(), "not valid before") {
+		t.Errorf("not yet valid: ready() = %v", err)
+	}
+	storeCert(t, a, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	if err := a.ready(); err != nil {
+		t.Errorf("valid: ready() = %v", err)
+	}
+}
+
+func TestRecoverWithoutCredentials(t *testing.T) {
+	a := &agent{opts: validOptions(t.TempDir())}
+	_, err := a.recover(context.Background())
+	if !errors.Is(err, rotation.ErrNoCredentials) || !strings.Contains(err.Error(), a.opts.Bootstrap.BootstrapKubeconfigPath) {
+		t.Errorf("recover() = %v, want ErrNoCredentials naming the file", err)
+	}
+}
+
+func TestOnRotateHook(t *testing.T) {
+	dir := t.TempDir()
+	a := &agent{opts: validOptions(dir)}
+	var err error
+	if a.client, err = openStore(a.opts.Bootstrap.CertDir, "kubelet-client"); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	a.opts.OnRotate = `echo "$TLSBOOT_CERT_NAME $TLSBOOT_ROTATION_REASON $TLSBOOT_CERT_PATH" > ` + out + `; exit 3`
+	hooks := a.withOnRotate(context.Background(), rotation.Hooks{})
+	hooks.Rotated("serving", rotation.ReasonDue, time.Second)
+	a.hooks.Wait()
+	got, _ := os.ReadFile(out)
+	want := "serving due " + filepath.Join(a.opts.Bootstrap.CertDir, "kubelet-server-current.pem")
+	if strings.TrimSpace(string(got)) != want {
+		t.Errorf("hook wrote %q, want %q", got, want)
+	}
+}
+
+func TestRunFailsFastOnBadMetricsAddress(t *testing.T) {
+	o := validOptions(t.TempDir())
+	o.MetricsAddress = "256.0.0.1:99999"
+	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "metrics address") {
+		t.Errorf("Run() = %v", err)
+	}
+}

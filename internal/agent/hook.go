@@ -1,0 +1,91 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/rotation"
+)
+
+// hookTimeout bounds one run of the --on-rotate command.
+const hookTimeout = 5 * time.Minute
+
+// withOnRotate adds the --on-rotate command to the Rotated hook. The
+// command runs in the background (hooks must not block the managers), gets
+// the certificate's path in TLSBOOT_CERT_PATH, and its failure is logged,
+// never fatal. The agent waits for running commands before it exits.
+func (a *agent) withOnRotate(ctx context.Context, hooks rotation.Hooks) rotation.Hooks {
+	if a.opts.OnRotate == "" {
+		return hooks
+	}
+	prev := hooks.Rotated
+	hooks.Rotated = func(name string, reason rotation.Reason, issuance time.Duration) {
+		if prev != nil {
+			prev(name, reason, issuance)
+		}
+		path := a.certPath(name)
+		a.hooks.Go(func() { a.runHook(ctx, name, reason, path) })
+	}
+	return hooks
+}
+
+func (a *agent) certPath(name string) string {
+	if name == "serving" {
+		return filepath.Join(filepath.Dir(a.client.CurrentPath()), ServingPrefix+"-current.pem")
+	}
+	return a.client.CurrentPath()
+}
+
+func (a *agent) runHook(ctx context.Context, name string, reason rotation.Reason, path string) {
+	logger := klog.FromContext(ctx)
+	// Shutdown cancels ctx and so stops a command still running.
+	ctx, cancel := context.WithTimeout(ctx, hookTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", a.opts.OnRotate)
+	cmd.Env = append(os.Environ(),
+		"TLSBOOT_CERT_PATH="+path,
+		"TLSBOOT_CERT_NAME="+name,
+		"TLSBOOT_ROTATION_REASON="+string(reason),
+	)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		logger.Info("The on-rotate command failed; the certificate is in place regardless", "certificate", name,
+			"err", err, "output", tail(out.String(), 512))
+		return
+	}
+	logger.Info("Ran the on-rotate command", "certificate", name, "took", time.Since(start).Round(time.Millisecond).String())
+}
+
+// tail returns the last n bytes of s, trimmed.
+func tail(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > n {
+		s = "…" + s[len(s)-n:]
+	}
+	return s
+}
+
+// withMemoryRelease returns the heap to the OS after each rotation. A
+// rotation leaves the garbage of TLS handshakes, a watch and JSON decoding
+// that an idle agent will not need until its next deadline, hours away;
+// without this the idle RSS keeps it until the scavenger gets to it.
+func withMemoryRelease(hooks rotation.Hooks) rotation.Hooks {
+	prev := hooks.Rotated
+	hooks.Rotated = func(name string, reason rotation.Reason, issuance time.Duration) {
+		if prev != nil {
+			prev(name, reason, issuance)
+		}
+		debug.FreeOSMemory()
+	}
+	return hooks
+}

@@ -1,0 +1,227 @@
+// Package status explains a node's TLS identity from its files alone: each
+// certificate of the store (client, serving), when it is due for rotation,
+// unfinished requests, stale files, and whether the kubeconfig uses the
+// client certificate and would work. It never contacts the API server.
+package status
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tlsboot/tlsboot/kubeconfig"
+	"github.com/tlsboot/tlsboot/rotation"
+)
+
+// States of a certificate.
+const (
+	StateValid       = "valid"
+	StateExpired     = "expired"
+	StateNotYetValid = "not_yet_valid"
+	StateMissing     = "missing"
+	StateUnreadable  = "unreadable"
+)
+
+// Options says where to look.
+type Options struct {
+	CertDir      string
+	ClientPrefix string // default kubelet-client
+	// ServingPrefix, default kubelet-server.
+	ServingPrefix string
+	// Kubeconfig, if set, is checked too.
+	Kubeconfig string
+	// RenewBefore is the agent's --renew-before, for the rotation window.
+	RenewBefore time.Duration
+	// Now is the time of the report; zero means time.Now().
+	Now time.Time
+}
+
+// Report is the node's identity at a glance. Its JSON form is stable.
+type Report struct {
+	Time         time.Time     `json:"time"`
+	CertDir      string        `json:"certDir"`
+	Certificates []Certificate `json:"certificates"`
+	Kubeconfig   *Kubeconfig   `json:"kubeconfig,omitempty"`
+}
+
+// Certificate describes one certificate of the store.
+type Certificate struct {
+	Name           string    `json:"name"` // client or serving
+	Path           string    `json:"path"` // <prefix>-current.pem
+	State          string    `json:"state"`
+	Error          string    `json:"error,omitempty"`
+	Subject        string    `json:"subject,omitempty"`
+	Issuer         string    `json:"issuer,omitempty"`
+	DNSNames       []string  `json:"dnsNames,omitempty"`
+	IPAddresses    []string  `json:"ipAddresses,omitempty"`
+	NotBefore      time.Time `json:"notBefore,omitzero"`
+	NotAfter       time.Time `json:"notAfter,omitzero"`
+	SecondsLeft    int64     `json:"secondsLeft,omitempty"`
+	RotationFrom   time.Time `json:"rotationFrom,omitzero"` // earliest jittered deadline
+	RotationBy     time.Time `json:"rotationBy,omitzero"`   // latest
+	PendingKey     string    `json:"pendingKey,omitempty"`  // <prefix>.key.tmp: a request in progress
+	StaleFiles     []string  `json:"staleFiles,omitempty"`  // older pair files, kept for rollback
+	KubeconfigUses *bool     `json:"kubeconfigUses,omitempty"`
+}
+
+// Kubeconfig describes the node kubeconfig.
+type Kubeconfig struct {
+	Path       string `json:"path"`
+	Server     string `json:"server,omitempty"`
+	ClientCert string `json:"clientCertificate,omitempty"`
+	UsesStore  bool   `json:"usesStore"` // its client certificate is the store's -current.pem
+	Usable     bool   `json:"usable"`    // loads, pair matches, inside validity (offline)
+	Error      string `json:"error,omitempty"`
+}
+
+// Collect builds the report.
+func Collect(opts Options) (*Report, error) {
+	if opts.CertDir == "" {
+		return nil, errors.New("the certificate directory is required")
+	}
+	if opts.ClientPrefix == "" {
+		opts.ClientPrefix = "kubelet-client"
+	}
+	if opts.ServingPrefix == "" {
+		opts.ServingPrefix = "kubelet-server"
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if _, err := os.Stat(opts.CertDir); err != nil {
+		return nil, fmt.Errorf("certificate directory: %w", err)
+	}
+	dir, _ := filepath.Abs(opts.CertDir)
+	r := &Report{Time: opts.Now.UTC(), CertDir: dir}
+	for _, c := range []struct{ name, prefix string }{{"client", opts.ClientPrefix}, {"serving", opts.ServingPrefix}} {
+		r.Certificates = append(r.Certificates, certificate(dir, c.name, c.prefix, opts))
+	}
+	if opts.Kubeconfig != "" {
+		k := kubeconfigReport(opts.Kubeconfig, r.Certificates[0].Path, opts.Now)
+		r.Kubeconfig = &k
+		r.Certificates[0].KubeconfigUses = &k.UsesStore
+	}
+	return r, nil
+}
+
+// Client returns the client certificate's entry.
+func (r *Report) Client() Certificate { return r.Certificates[0] }
+
+// Err returns nil when the client certificate is valid, else why not: the
+// exit status of `tlsboot status`.
+func (r *Report) Err() error {
+	c := r.Client()
+	if c.State == StateValid {
+		return nil
+	}
+	msg := fmt.Sprintf("client certificate %s is %s", c.Path, c.State)
+	if c.Error != "" {
+		msg += ": " + c.Error
+	}
+	return errors.New(msg)
+}
+
+// certificate inspects one prefix of the store without opening it (Open
+// would repair the directory; status only looks).
+func certificate(dir, name, prefix string, opts Options) Certificate {
+	c := Certificate{Name: name, Path: filepath.Join(dir, prefix+"-current.pem")}
+	if _, err := os.Stat(filepath.Join(dir, prefix+".key.tmp")); err == nil {
+		c.PendingKey = filepath.Join(dir, prefix+".key.tmp")
+	}
+	c.StaleFiles = stale(dir, prefix, c.Path)
+	data, err := os.ReadFile(c.Path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		c.State = StateMissing
+		return c
+	case err != nil:
+		c.State, c.Error = StateUnreadable, err.Error()
+		return c
+	}
+	leaf, err := parse(data)
+	if err != nil {
+		c.State, c.Error = StateUnreadable, err.Error()
+		return c
+	}
+	describe(&c, leaf, opts)
+	return c
+}
+
+func describe(c *Certificate, leaf *x509.Certificate, opts Options) {
+	c.Subject, c.Issuer = leaf.Subject.String(), leaf.Issuer.String()
+	c.DNSNames = leaf.DNSNames
+	for _, ip := range leaf.IPAddresses {
+		c.IPAddresses = append(c.IPAddresses, net.IP(ip).String())
+	}
+	c.NotBefore, c.NotAfter = leaf.NotBefore.UTC(), leaf.NotAfter.UTC()
+	c.SecondsLeft = int64(leaf.NotAfter.Sub(opts.Now) / time.Second)
+	switch {
+	case opts.Now.Before(leaf.NotBefore):
+		c.State = StateNotYetValid
+	case opts.Now.After(leaf.NotAfter):
+		c.State = StateExpired
+	default:
+		c.State = StateValid
+	}
+	var storedAt time.Time
+	if fi, err := os.Stat(c.Path); err == nil {
+		storedAt = fi.ModTime()
+	}
+	p := rotation.Policy{RenewBefore: opts.RenewBefore}
+	c.RotationFrom = rotation.Plan(leaf.NotBefore, leaf.NotAfter, storedAt, p, 0).Deadline.UTC()
+	c.RotationBy = rotation.Plan(leaf.NotBefore, leaf.NotAfter, storedAt, p, 1).Deadline.UTC()
+}
+
+// stale lists the prefix's timestamped pair files other than the current one.
+func stale(dir, prefix, current string) []string {
+	matches, err := filepath.Glob(filepath.Join(dir, prefix+"-*.pem"))
+	if err != nil {
+		return nil
+	}
+	target, _ := filepath.EvalSymlinks(current)
+	var out []string
+	for _, f := range matches {
+		if f != target && pairName.MatchString(strings.TrimPrefix(filepath.Base(f), prefix)) {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// pairName matches what follows the prefix in a timestamped pair file name.
+var pairName = regexp.MustCompile(`^-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-[1-9]\d*)?\.pem$`)
+
+// parse checks that data holds a certificate and its key, and returns the leaf.
+func parse(data []byte) (*x509.Certificate, error) {
+	pair, err := tls.X509KeyPair(data, data)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(pair.Certificate[0])
+}
+
+func kubeconfigReport(path, clientPath string, now time.Time) Kubeconfig {
+	k := Kubeconfig{Path: path}
+	cfg, err := kubeconfig.Load(path)
+	if err != nil {
+		k.Error = err.Error()
+		return k
+	}
+	k.Server, k.ClientCert = cfg.Host, cfg.CertFile
+	if abs, err := filepath.Abs(cfg.CertFile); err == nil && cfg.CertFile != "" {
+		k.UsesStore = abs == clientPath
+	}
+	if err := kubeconfig.Check(path, now); err != nil {
+		k.Error = err.Error()
+		return k
+	}
+	k.Usable = true
+	return k
+}

@@ -1,0 +1,130 @@
+// Package rotation keeps one certificate of a node valid: it decides when
+// the certificate is due (a pure function of the certificate, the policy
+// and a jitter sample) and runs the loop that renews it, with metric hooks
+// instead of a metrics library and an injected clock so that tests never
+// sleep.
+package rotation
+
+import (
+	"time"
+)
+
+// Defaults of Policy.
+const (
+	// DefaultMinFraction and DefaultMaxFraction bound the jittered renewal
+	// point, as a fraction of the lifetime: uniformly in [70%, 90%], like
+	// client-go's certificate manager, so that nodes created together do
+	// not renew together forever after.
+	DefaultMinFraction = 0.7
+	DefaultMaxFraction = 0.9
+	// DefaultBackdate is how far kube-controller-manager backdates
+	// NotBefore (pkg/controller/certificates/signer: Backdate 5m), to
+	// tolerate clock skew between nodes and the API server.
+	DefaultBackdate = 5 * time.Minute
+	// floorFraction is the earliest point of the lifetime that RenewBefore
+	// may pull the deadline to. Without it, a RenewBefore at least as long
+	// as the lifetime the signer grants would renew a fresh certificate at
+	// once, get another equally short one, and loop.
+	floorFraction = 0.5
+)
+
+// Policy says when a certificate is due. The zero value uses the defaults.
+type Policy struct {
+	// MinFraction and MaxFraction bound the renewal point as fractions of
+	// the lifetime; 0 means DefaultMinFraction, DefaultMaxFraction.
+	MinFraction, MaxFraction float64
+	// RenewBefore, if positive, is a floor: renew at the latest when this
+	// much of the lifetime is left. It is never allowed to pull the
+	// deadline before half the lifetime (see Schedule.Clamped).
+	RenewBefore time.Duration
+	// Backdate is the most a signer is assumed to backdate NotBefore;
+	// 0 means DefaultBackdate.
+	Backdate time.Duration
+}
+
+func (p Policy) withDefaults() Policy {
+	if p.MinFraction == 0 {
+		p.MinFraction = DefaultMinFraction
+	}
+	if p.MaxFraction == 0 {
+		p.MaxFraction = DefaultMaxFraction
+	}
+	if p.Backdate == 0 {
+		p.Backdate = DefaultBackdate
+	}
+	return p
+}
+
+// Schedule is when a certificate is due for renewal.
+type Schedule struct {
+	// Start is where its real lifetime begins: when it was issued, which
+	// for a backdated certificate is later than NotBefore.
+	Start time.Time
+	// NotAfter is the certificate's NotAfter.
+	NotAfter time.Time
+	// Deadline is when to renew it.
+	Deadline time.Time
+	// Clamped is true when RenewBefore asked for a deadline earlier than
+	// half the lifetime and was overruled.
+	Clamped bool
+}
+
+// Lifetime is NotAfter - Start: what the signer really granted.
+func (s Schedule) Lifetime() time.Duration { return s.NotAfter.Sub(s.Start) }
+
+// Start returns where a certificate's real lifetime begins.
+//
+// Signers backdate NotBefore to tolerate clock skew: kube-controller-manager
+// sets NotBefore = issuance - 5m, and for lifetimes under 8h it does not
+// shorten NotAfter to match (NotAfter = issuance + TTL). For a 2m
+// certificate NotAfter - NotBefore is then 7m, and 70% of it lies before
+// the issuance: a naive fraction renews at once, again and again.
+//
+// issuedAt, when known (the time the certificate was stored), is used,
+// bounded to [notBefore, notBefore+backdate] so that a certificate stored
+// long after it was issued is not treated as newer than it is. Unknown
+// (zero), the signer is assumed to have backdated by backdate, unless the
+// validity window is not even that long.
+func Start(notBefore, notAfter, issuedAt time.Time, backdate time.Duration) time.Time {
+	limit := notBefore.Add(backdate)
+	if window := notAfter.Sub(notBefore); backdate >= window {
+		// Not a backdated certificate (kube-controller-manager's window
+		// is always the TTL plus the backdate): do not assume one.
+		limit = notBefore.Add(window / 2)
+	}
+	switch {
+	case issuedAt.IsZero() || issuedAt.After(limit):
+		return limit
+	case issuedAt.Before(notBefore):
+		return notBefore
+	}
+	return issuedAt
+}
+
+// Plan computes the schedule of a certificate valid from notBefore to
+// notAfter and stored at issuedAt (zero if unknown). r, in [0, 1), picks
+// the point between MinFraction and MaxFraction; draw it once per
+// certificate so that the deadline does not move when recomputed.
+func Plan(notBefore, notAfter, issuedAt time.Time, p Policy, r float64) Schedule {
+	p = p.withDefaults()
+	s := Schedule{Start: Start(notBefore, notAfter, issuedAt, p.Backdate), NotAfter: notAfter}
+	life := s.Lifetime()
+	if life <= 0 {
+		s.Deadline = notAfter
+		return s
+	}
+	r = min(max(r, 0), 1)
+	frac := p.MinFraction + r*(p.MaxFraction-p.MinFraction)
+	s.Deadline = s.Start.Add(time.Duration(frac * float64(life)))
+	if p.RenewBefore <= 0 {
+		return s
+	}
+	floor := notAfter.Add(-p.RenewBefore)
+	if earliest := s.Start.Add(time.Duration(floorFraction * float64(life))); floor.Before(earliest) {
+		floor, s.Clamped = earliest, true
+	}
+	if floor.Before(s.Deadline) {
+		s.Deadline = floor
+	}
+	return s
+}

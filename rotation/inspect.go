@@ -1,0 +1,150 @@
+package rotation
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"os"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/csr"
+)
+
+// next decides what the loop does now: renew for a reason, or sleep for
+// the returned duration (reason empty).
+func (m *Manager) next(ctx context.Context) (Reason, time.Duration) {
+	now := m.opts.Clock.Now()
+	first := !m.started
+	m.started = true
+	if reason := m.inspect(ctx, now); reason != "" {
+		m.drainTrigger()
+		return reason, 0
+	}
+	if m.drainTrigger() {
+		return ReasonForced, 0
+	}
+	if m.retry == ReasonForced || m.retry == ReasonResume {
+		return m.retry, 0
+	}
+	if first && m.tempKeyExists() {
+		return ReasonResume, 0
+	}
+	if wait := m.known.schedule.Deadline.Sub(now); wait > 0 {
+		klog.FromContext(ctx).V(4).Info("Sleeping until the next deadline", "sleep", min(wait, m.opts.MaxSleep).String())
+		return "", min(wait, m.opts.MaxSleep)
+	}
+	return ReasonDue, 0
+}
+
+func (m *Manager) drainTrigger() bool {
+	select {
+	case <-m.trigger:
+		return true
+	default:
+		return false
+	}
+}
+
+// inspect loads the current certificate and returns why it cannot stay,
+// or "" when it can until its deadline.
+func (m *Manager) inspect(ctx context.Context, now time.Time) Reason {
+	logger := klog.FromContext(ctx)
+	cur, err := m.opts.Store.Current()
+	if err != nil {
+		if !errors.Is(err, certstore.ErrNoCertificate) {
+			logger.Info("The stored certificate is unusable, replacing it", "err", err)
+		}
+		m.observe(ctx, nil, time.Time{})
+		return ReasonMissing
+	}
+	m.observe(ctx, cur.Leaf, time.Time{})
+	switch leaf := cur.Leaf; {
+	case now.Before(leaf.NotBefore):
+		return ReasonNotYetValid
+	case now.After(leaf.NotAfter):
+		return ReasonExpired
+	case m.unauthorized:
+		return ReasonUnauthorized
+	}
+	if m.opts.Usable != nil {
+		if err := m.opts.Usable(); err != nil {
+			logger.Info("The certificate is not usable as configured", "err", err)
+			return ReasonMissing
+		}
+	}
+	if err := m.mismatch(cur); err != nil {
+		logger.Info("The certificate no longer matches what is wanted", "diff", err.Error())
+		return ReasonTemplate
+	}
+	return ""
+}
+
+// mismatch compares the current certificate's subject and SANs with what
+// Template asks for now (for example after --node-ip changed).
+func (m *Manager) mismatch(cur *tls.Certificate) error {
+	key, ok := cur.PrivateKey.(crypto.Signer)
+	if !ok {
+		return errors.New("its private key cannot sign")
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cur.Leaf.Raw})
+	// csr.Check also checks validity at the time given; validity was
+	// checked above, so check names only, at a time inside the window.
+	_, err := csr.Check(certPEM, key, m.opts.Template(key.Public()), cur.Leaf.NotBefore)
+	return err
+}
+
+// observe records the certificate in use. A new certificate gets its
+// schedule, with a fresh jitter sample, and is logged once. issuedAt is
+// when it was stored if the caller knows (zero: the file's time).
+func (m *Manager) observe(ctx context.Context, leaf *x509.Certificate, issuedAt time.Time) {
+	serial := "none"
+	if leaf != nil {
+		serial = leaf.SerialNumber.String()
+	}
+	if serial == m.known.serial {
+		return
+	}
+	if leaf == nil {
+		m.known = certInfo{serial: serial}
+		m.report(nil, Schedule{})
+		return
+	}
+	if issuedAt.IsZero() {
+		issuedAt = m.storedAt()
+	}
+	info := certInfo{serial: serial, issuedAt: issuedAt, r: m.opts.Rand()}
+	info.schedule = Plan(leaf.NotBefore, leaf.NotAfter, issuedAt, m.opts.Policy, info.r)
+	m.known = info
+	s := info.schedule
+	klog.FromContext(ctx).Info("Certificate in use", "subject", leaf.Subject.String(),
+		"notBefore", leaf.NotBefore.UTC().Format(time.RFC3339), "notAfter", leaf.NotAfter.UTC().Format(time.RFC3339),
+		"lifetime", s.Lifetime().Round(time.Second).String(), "renewAt", s.Deadline.UTC().Format(time.RFC3339))
+	if s.Clamped {
+		klog.FromContext(ctx).Info("The renew-before floor is longer than half the certificate's lifetime; renewing at half instead",
+			"renewBefore", m.opts.Policy.RenewBefore.String(), "lifetime", s.Lifetime().Round(time.Second).String())
+	}
+	m.report(leaf, s)
+}
+
+func (m *Manager) report(leaf *x509.Certificate, s Schedule) {
+	m.update(func(st *Status) { st.Certificate, st.Schedule = leaf, s })
+	if m.opts.Hooks.Current != nil {
+		m.opts.Hooks.Current(m.opts.Name, leaf)
+	}
+}
+
+// storedAt returns when the current pair file was written, a good bound
+// on when the certificate was issued; zero if unknown.
+func (m *Manager) storedAt() time.Time {
+	fi, err := os.Stat(m.opts.Store.CurrentPath())
+	if err != nil {
+		return time.Time{}
+	}
+	return fi.ModTime()
+}

@@ -1,0 +1,320 @@
+package rotation
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/csr"
+)
+
+// Defaults of Options.
+const (
+	DefaultWaitTimeout    = time.Hour
+	DefaultInitialBackoff = 5 * time.Second
+	DefaultMaxBackoff     = 5 * time.Minute
+	// DefaultMaxSleep bounds one sleep of the loop. Timers run on the
+	// monotonic clock, which stops while the machine is suspended and
+	// ignores steps of the wall clock, but certificate validity is wall
+	// clock time: waking up now and then to look at the wall clock is
+	// what makes a resumed laptop or a corrected clock notice an expired
+	// certificate. Every 10 minutes costs nothing measurable.
+	DefaultMaxSleep = 10 * time.Minute
+)
+
+// Hooks report what a Manager does, for metrics. Each is optional, called
+// on the Manager's goroutine, and must not block.
+type Hooks struct {
+	// Current is called with the certificate in use whenever it changes;
+	// nil when there is none.
+	Current func(name string, cert *x509.Certificate)
+	// Rotated is called after a new certificate was stored, with the time
+	// from CSR submission to issuance.
+	Rotated func(name string, reason Reason, issuance time.Duration)
+	// Failed is called after each failed renewal attempt.
+	Failed func(name string, failure Failure, err error)
+	// Recovering is called with true when the Manager starts relying on
+	// Options.Recover (bootstrap credentials) and false once it has a
+	// certificate of its own again.
+	Recovering func(name string, on bool)
+	// TemplateMismatch is called when an issued certificate does not
+	// match the request.
+	TemplateMismatch func(name string)
+}
+
+// Options configures a Manager. Fields marked required must be set; the
+// zero value of the others takes the documented default.
+type Options struct {
+	// Name of the certificate, "client" or "serving": logs and hooks (required).
+	Name string
+	// Store holds the certificate (required).
+	Store *certstore.Store
+	// TempKeyPath is where a new key waits for its certificate, so that a
+	// restart resumes the same CSR (required), e.g. <dir>/<prefix>.key.tmp.
+	TempKeyPath string
+	// KeyType of new keys. Default ecdsa-p256.
+	KeyType csr.KeyType
+	// ReuseKey renews with the current key instead of a new one. The CSR
+	// then gets a server-generated name: a deterministic one would find
+	// the CSR that issued the current certificate.
+	ReuseKey bool
+	// Template returns the request for a key (required).
+	Template func(pub crypto.PublicKey) csr.Request
+	// Client returns a client that authenticates with the node's current
+	// client certificate (required).
+	Client func(ctx context.Context) (kubernetes.Interface, error)
+	// Recover, if set, obtains and stores a certificate without the
+	// current one (the client certificate's bootstrap) when that is
+	// missing, expired, not yet valid or rejected. It returns the time
+	// from CSR submission to issuance, or an error wrapping
+	// ErrNoCredentials when it has nothing to recover with.
+	Recover func(ctx context.Context) (time.Duration, error)
+	// Verify, if set, asks the API server whether it accepts the current
+	// certificate; it runs once at start. A 401 triggers recovery.
+	Verify func(ctx context.Context) error
+	// Usable, if set, is an extra offline check of a valid current
+	// certificate (for example that the kubeconfig uses it); an error
+	// makes it count as missing.
+	Usable func() error
+	// Policy says when a certificate is due.
+	Policy Policy
+	// WaitTimeout bounds the wait for issuance. Default 1h.
+	WaitTimeout time.Duration
+	// InitialBackoff and MaxBackoff pace retries after failures, doubling
+	// from one to the other. Defaults 5s and 5m.
+	InitialBackoff, MaxBackoff time.Duration
+	// MaxSleep bounds one sleep. Default DefaultMaxSleep.
+	MaxSleep time.Duration
+	// Clock is the time source. Default the real clock.
+	Clock clock.WithTicker
+	// Rand returns a number in [0, 1) for jitter. Default math/rand/v2.
+	Rand func() float64
+	// Hooks report progress.
+	Hooks Hooks
+}
+
+// Validate reports the first missing required option.
+func (o Options) Validate() error {
+	switch {
+	case o.Name == "":
+		return errors.New("rotation: options: name is empty")
+	case o.Store == nil:
+		return errors.New("rotation: options: store is nil")
+	case o.TempKeyPath == "":
+		return errors.New("rotation: options: temporary key path is empty")
+	case o.Template == nil || o.Client == nil:
+		return errors.New("rotation: options: template and client are required")
+	case o.InitialBackoff < 0 || o.MaxBackoff < 0 || o.WaitTimeout < 0 || o.MaxSleep < 0:
+		return errors.New("rotation: options: durations must not be negative")
+	}
+	return nil
+}
+
+func (o *Options) setDefaults() {
+	if o.KeyType == "" {
+		o.KeyType = csr.DefaultKeyType
+	}
+	if o.WaitTimeout == 0 {
+		o.WaitTimeout = DefaultWaitTimeout
+	}
+	if o.InitialBackoff == 0 {
+		o.InitialBackoff = DefaultInitialBackoff
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.MaxSleep == 0 {
+		o.MaxSleep = DefaultMaxSleep
+	}
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Float64
+	}
+}
+
+// Status is a snapshot of a Manager, for readiness reports.
+type Status struct {
+	// Certificate in use; nil when there is none.
+	Certificate *x509.Certificate
+	// Schedule of Certificate.
+	Schedule Schedule
+	// LastError is the error of the last attempt, nil after a success.
+	LastError error
+	// Recovering is true while the Manager relies on Recover.
+	Recovering bool
+}
+
+// Manager keeps one certificate valid. Create it with New and call Run
+// once; Trigger and Status are safe for concurrent use.
+type Manager struct {
+	opts    Options
+	trigger chan struct{}
+
+	// Loop state, touched only by Run's goroutine.
+	known        certInfo // the certificate the schedule was computed for
+	unauthorized bool     // the server rejected the current certificate
+	started      bool     // the first evaluation is done
+	retry        Reason   // the reason of a failed attempt, to retry
+
+	mu     sync.Mutex // guards status
+	status Status
+}
+
+// certInfo is what the loop remembers about the certificate in use.
+type certInfo struct {
+	serial   string    // "none" when the store is empty, "" before the first look
+	issuedAt time.Time // zero: unknown
+	r        float64   // jitter sample, drawn once per certificate
+	schedule Schedule
+}
+
+// New returns a Manager for opts.
+func New(opts Options) (*Manager, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	opts.setDefaults()
+	return &Manager{opts: opts, trigger: make(chan struct{}, 1)}, nil
+}
+
+// Trigger asks for a renewal now, as SIGHUP does. It does not block; a
+// renewal already in progress is not restarted.
+func (m *Manager) Trigger() {
+	select {
+	case m.trigger <- struct{}{}:
+	default:
+	}
+}
+
+// Status returns a snapshot of the Manager's state.
+func (m *Manager) Status() Status {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.status
+}
+
+func (m *Manager) update(f func(*Status)) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	f(&m.status)
+}
+
+// Run keeps the certificate valid until ctx ends, then returns nil. It
+// sleeps until the next deadline (at most MaxSleep), renews, and after a
+// failure retries with capped exponential backoff.
+func (m *Manager) Run(ctx context.Context) error {
+	logger := klog.FromContext(ctx).WithValues("certificate", m.opts.Name)
+	ctx = klog.NewContext(ctx, logger)
+	m.verify(ctx)
+	failures := 0
+	for ctx.Err() == nil {
+		reason, wait := m.next(ctx)
+		if reason == "" {
+			m.sleep(ctx, wait)
+			continue
+		}
+		err := m.renew(ctx, reason)
+		if ctx.Err() != nil {
+			break
+		}
+		m.update(func(s *Status) { s.LastError = err })
+		if err == nil {
+			failures, m.retry = 0, ""
+			continue
+		}
+		// A forced or resumed renewal that failed is still wanted; the
+		// other reasons are found again by looking at the certificate.
+		failures, m.retry = failures+1, reason
+		m.failed(ctx, err, failures)
+	}
+	logger.V(1).Info("Certificate manager stopped")
+	return nil
+}
+
+// failed reports a failed attempt and waits before the next one.
+func (m *Manager) failed(ctx context.Context, err error, failures int) {
+	f := classify(err)
+	if f == FailTemplate && m.opts.Hooks.TemplateMismatch != nil {
+		m.opts.Hooks.TemplateMismatch(m.opts.Name)
+	}
+	if m.opts.Hooks.Failed != nil {
+		m.opts.Hooks.Failed(m.opts.Name, f, err)
+	}
+	d := m.backoff(failures)
+	klog.FromContext(ctx).Info("Certificate renewal failed, will retry", "failure", f, "attempt", failures,
+		"retryIn", d.Round(time.Millisecond).String(), "err", err)
+	m.sleep(ctx, d)
+}
+
+// backoff returns the wait after the n-th consecutive failure: doubling
+// from InitialBackoff, capped at MaxBackoff, with ±10% jitter so that
+// nodes failing together do not retry together.
+func (m *Manager) backoff(n int) time.Duration {
+	d := m.opts.InitialBackoff
+	for i := 1; i < n && d < m.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, m.opts.MaxBackoff)
+	return time.Duration(float64(d) * (0.9 + 0.2*m.opts.Rand()))
+}
+
+// sleep waits for d, a Trigger or the end of ctx. A Trigger makes the next
+// evaluation force a renewal.
+func (m *Manager) sleep(ctx context.Context, d time.Duration) {
+	t := m.opts.Clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C():
+	case <-m.trigger:
+		klog.FromContext(ctx).Info("Renewal requested")
+		// Put it back for next to see; the channel has room since we
+		// just took the only element.
+		m.trigger <- struct{}{}
+	}
+}
+
+// verify asks the server, once, whether it accepts the current
+// certificate. Only a clear 401 matters; an unreachable server is not a
+// reason to replace a certificate.
+func (m *Manager) verify(ctx context.Context) {
+	if m.opts.Verify == nil {
+		return
+	}
+	if cur, err := m.opts.Store.Current(); err != nil || !valid(cur.Leaf, m.opts.Clock.Now()) {
+		return
+	}
+	err := m.opts.Verify(ctx)
+	if err != nil && classify(err) == FailUnauthorized {
+		klog.FromContext(ctx).Info("The API server rejects the current certificate", "err", err)
+		m.unauthorized = true
+	} else if err != nil {
+		klog.FromContext(ctx).V(1).Info("Could not verify the current certificate with the API server", "err", err)
+	}
+}
+
+func valid(c *x509.Certificate, now time.Time) bool {
+	return c != nil && !now.Before(c.NotBefore) && !now.After(c.NotAfter)
+}
+
+// tempKeyExists reports whether an unfinished renewal or bootstrap left
+// its key behind.
+func (m *Manager) tempKeyExists() bool {
+	_, err := os.Stat(m.opts.TempKeyPath)
+	return err == nil
+}
+
+func (m *Manager) String() string { return fmt.Sprintf("rotation.Manager(%s)", m.opts.Name) }

@@ -1,0 +1,238 @@
+package rotation
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"time"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/csrwait"
+	"github.com/tlsboot/tlsboot/internal/atomicfile"
+)
+
+// progressInterval is how often a pending CSR is logged.
+const progressInterval = 30 * time.Second
+
+// renew obtains and stores a new certificate for reason.
+func (m *Manager) renew(ctx context.Context, reason Reason) error {
+	logger := klog.FromContext(ctx)
+	logger.Info("Renewing certificate", "reason", reason)
+	if reason.unusable() && m.opts.Recover != nil {
+		return m.recover(ctx, reason)
+	}
+	err := m.request(ctx, reason)
+	if err != nil && m.opts.Recover != nil && classify(err) == FailUnauthorized {
+		if m.opts.Hooks.Failed != nil {
+			m.opts.Hooks.Failed(m.opts.Name, FailUnauthorized, err)
+		}
+		logger.Info("The API server rejected the current certificate, re-bootstrapping with the bootstrap credentials", "err", err)
+		m.unauthorized = true
+		return m.recover(ctx, ReasonUnauthorized)
+	}
+	return err
+}
+
+// recover replaces the certificate through Options.Recover.
+func (m *Manager) recover(ctx context.Context, reason Reason) error {
+	m.setRecovering(true)
+	issuance, err := m.opts.Recover(ctx)
+	if err != nil {
+		return fmt.Errorf("recovering a certificate that is %s: %w", describe(reason), err)
+	}
+	cur, err := m.opts.Store.Current()
+	if err != nil {
+		return storeError{fmt.Errorf("reading the recovered certificate: %w", err)}
+	}
+	m.unauthorized = false
+	m.observe(ctx, cur.Leaf, m.opts.Clock.Now())
+	m.setRecovering(false)
+	m.rotated(ctx, reason, issuance, cur.Leaf)
+	return nil
+}
+
+func describe(r Reason) string {
+	switch r {
+	case ReasonMissing:
+		return "missing or unusable"
+	case ReasonExpired:
+		return "expired"
+	case ReasonNotYetValid:
+		return "not yet valid (check the clock)"
+	case ReasonUnauthorized:
+		return "rejected by the API server"
+	}
+	return string(r)
+}
+
+func (m *Manager) setRecovering(on bool) {
+	changed := false
+	m.update(func(s *Status) { changed, s.Recovering = s.Recovering != on, on })
+	if changed && m.opts.Hooks.Recovering != nil {
+		m.opts.Hooks.Recovering(m.opts.Name, on)
+	}
+}
+
+func (m *Manager) rotated(ctx context.Context, reason Reason, issuance time.Duration, leaf *x509.Certificate) {
+	klog.FromContext(ctx).Info("Certificate rotated", "reason", reason, "path", m.opts.Store.CurrentPath(),
+		"notAfter", leaf.NotAfter.UTC().Format(time.RFC3339), "issuance", issuance.Round(time.Millisecond).String())
+	if m.opts.Hooks.Rotated != nil {
+		m.opts.Hooks.Rotated(m.opts.Name, reason, issuance)
+	}
+}
+
+// request renews with the node's current client certificate.
+func (m *Manager) request(ctx context.Context, reason Reason) error {
+	client, err := m.opts.Client(ctx)
+	if err != nil {
+		return fmt.Errorf("building a client with the current client certificate: %w", err)
+	}
+	key, keyPEM, err := m.key(ctx)
+	if err != nil {
+		return err
+	}
+	req := m.opts.Template(key.Public())
+	name := ""
+	if !m.opts.ReuseKey {
+		if name, err = req.Name(key.Public()); err != nil {
+			return err
+		}
+	}
+	certPEM, issuance, err := m.obtain(ctx, client, name, req, key, m.waitLimit())
+	if err != nil {
+		return err
+	}
+	cert, err := m.opts.Store.Update(certPEM, keyPEM)
+	if err != nil {
+		return storeError{fmt.Errorf("storing the issued certificate: %w", err)}
+	}
+	m.removeTempKey(ctx)
+	m.unauthorized = false
+	m.observe(ctx, cert.Leaf, m.opts.Clock.Now())
+	m.rotated(ctx, reason, issuance, cert.Leaf)
+	return nil
+}
+
+// obtain submits the CSR, waits for its certificate and checks it against
+// the request. It returns the time from submission to issuance.
+func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer, limit time.Duration) ([]byte, time.Duration, error) {
+	logger := klog.FromContext(ctx)
+	submitted := m.opts.Clock.Now()
+	obj, created, err := csr.Submit(ctx, client, name, req, key)
+	if err != nil {
+		m.discardIfFinal(ctx, err)
+		return nil, 0, err
+	}
+	logger.Info("Certificate signing request submitted", "csr", obj.Name, "reattached", !created, "signer", req.SignerName)
+	wctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	// The progress ticker runs on the real clock: it only paces log lines.
+	certPEM, err := csrwait.Wait(wctx, client, obj.Name, obj.UID, csrwait.Options{
+		ProgressInterval: progressInterval,
+		Progress: func(name string, waited time.Duration) {
+			logger.Info("Waiting for the certificate signing request to be approved and signed", "csr", name,
+				"waited", waited.Round(time.Second).String(), "hint", "an operator can approve it with: kubectl certificate approve "+name)
+		},
+	})
+	switch {
+	case err != nil && ctx.Err() == nil && wctx.Err() != nil:
+		return nil, 0, fmt.Errorf("certificate signing request %s was not issued within %v: approve it with 'kubectl certificate approve %s' or check the signer of %s: %w",
+			obj.Name, limit.Round(time.Second), obj.Name, req.SignerName, context.DeadlineExceeded)
+	case err != nil:
+		m.discardIfFinal(ctx, err)
+		return nil, 0, err
+	}
+	issuance := m.opts.Clock.Since(submitted)
+	if _, err := csr.Check(certPEM, key, req, m.opts.Clock.Now()); err != nil {
+		// The next attempt must not re-attach to this CSR and get the
+		// same certificate again: a new key gives a new CSR name.
+		m.removeTempKey(ctx)
+		return nil, 0, &MismatchError{CSR: obj.Name, Err: err}
+	}
+	return certPEM, issuance, nil
+}
+
+// waitLimit bounds the wait for issuance by WaitTimeout and by the expiry
+// of the certificate in use: once that has expired, waiting on with it is
+// pointless, and the client certificate must turn to recovery instead.
+func (m *Manager) waitLimit() time.Duration {
+	limit := m.opts.WaitTimeout
+	if cur := m.Status().Certificate; cur != nil {
+		if left := cur.NotAfter.Sub(m.opts.Clock.Now()); left > 0 && left < limit {
+			limit = left
+		}
+	}
+	return limit
+}
+
+// discardIfFinal drops the temporary key when its CSR can never be issued
+// (denied, failed, deleted, conflicting), so that the next attempt asks
+// again under a new name instead of finding the same dead CSR.
+func (m *Manager) discardIfFinal(ctx context.Context, err error) {
+	var outcome *csr.OutcomeError
+	var conflict *csr.ConflictError
+	if errors.As(err, &outcome) || errors.As(err, &conflict) {
+		m.removeTempKey(ctx)
+	}
+}
+
+func (m *Manager) removeTempKey(ctx context.Context) {
+	if m.opts.ReuseKey {
+		return
+	}
+	if err := os.Remove(m.opts.TempKeyPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		klog.FromContext(ctx).Info("Could not remove the temporary key; it will be replaced", "path", m.opts.TempKeyPath, "err", err)
+	}
+}
+
+// key returns the key to request with: the current one with ReuseKey,
+// else the temporary key, created if missing. A temporary key that is the
+// current certificate's (a crash after storing, before removing it) is
+// replaced: asking with it would re-attach to the CSR just used.
+func (m *Manager) key(ctx context.Context) (crypto.Signer, []byte, error) {
+	cur, curErr := m.opts.Store.Current()
+	if m.opts.ReuseKey {
+		if curErr != nil {
+			return nil, nil, fmt.Errorf("reusing the current key: %w", curErr)
+		}
+		signer, ok := cur.PrivateKey.(crypto.Signer)
+		if !ok {
+			return nil, nil, errors.New("reusing the current key: it cannot sign")
+		}
+		keyPEM, err := csr.MarshalPrivateKeyPEM(signer)
+		return signer, keyPEM, err
+	}
+	if data, err := os.ReadFile(m.opts.TempKeyPath); err == nil {
+		key, perr := csr.ParsePrivateKeyPEM(data)
+		stale := perr == nil && curErr == nil && publicEqual(key.Public(), cur.Leaf.PublicKey)
+		if perr == nil && !stale {
+			klog.FromContext(ctx).V(1).Info("Reusing the key of an unfinished renewal", "path", m.opts.TempKeyPath)
+			return key, data, nil
+		}
+		klog.FromContext(ctx).Info("Replacing an unusable or stale temporary key", "path", m.opts.TempKeyPath)
+	}
+	key, err := csr.GenerateKey(m.opts.KeyType)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := csr.MarshalPrivateKeyPEM(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := atomicfile.WriteFile(m.opts.TempKeyPath, keyPEM, 0o600); err != nil {
+		return nil, nil, storeError{fmt.Errorf("writing temporary key: %w", err)}
+	}
+	return key, keyPEM, nil
+}
+
+func publicEqual(a, b crypto.PublicKey) bool {
+	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && k.Equal(b)
+}

@@ -1,0 +1,323 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/internal/testcluster"
+	"github.com/tlsboot/tlsboot/kubeconfig"
+)
+
+// shortCluster is a shared cluster whose signer issues 1-minute
+// certificates (backdated by 5 minutes, as kube-controller-manager does)
+// and approves node client CSRs.
+func shortCluster(t *testing.T) *testcluster.Cluster {
+	t.Helper()
+	clustersMu.Lock()
+	defer clustersMu.Unlock()
+	if c, ok := clusters["short"]; ok {
+		return c
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := testcluster.Start(ctx, testcluster.Options{SigningDuration: time.Minute})
+	if err != nil {
+		t.Fatalf("starting short-signing control plane: %v", err)
+	}
+	clusters["short"] = c // stopped by TestMain
+	return c
+}
+
+// agentProc is a running `tlsboot run`.
+type agentProc struct {
+	*proc
+	url string // http://host:port of metrics, healthz, readyz
+}
+
+// startAgent runs `tlsboot run` for n with a free metrics port and waits
+// until it serves its endpoints.
+func startAgent(t *testing.T, n *node, extra ...string) *agentProc {
+	t.Helper()
+	args := n.args(append([]string{"--metrics-bind-address", "127.0.0.1:0"}, extra...)...)
+	args[0] = "run"
+	p := start(t, tlsbootBin, args...)
+	const marker = `"Serving metrics and health endpoints" address="`
+	waitOutput(t, p, marker)
+	out := p.stderr.String()
+	addr := out[strings.Index(out, marker)+len(marker):]
+	addr = addr[:strings.Index(addr, `"`)]
+	return &agentProc{proc: p, url: "http://" + addr}
+}
+
+// stop sends SIGTERM and checks the agent exits 0.
+func (a *agentProc) stop(t *testing.T) result {
+	t.Helper()
+	a.signal(t, syscall.SIGTERM)
+	r := a.wait(t)
+	if r.code != 0 {
+		t.Fatalf("agent exited %d after SIGTERM, want 0\n%s", r.code, r)
+	}
+	return r
+}
+
+func (a *agentProc) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(a.url + path)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// metric returns the value of one series, e.g.
+// `tlsboot_certificate_rotations_total{certificate="client",reason="due"}`,
+// and 0 when absent.
+func (a *agentProc) metric(t *testing.T, series string) float64 {
+	t.Helper()
+	_, body := a.get(t, "/metrics")
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("metric %s: %v", series, err)
+			}
+			return f
+		}
+	}
+	return 0
+}
+
+// await polls cond until it holds, for at most timeout.
+func await(t *testing.T, a *agentProc, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, func(context.Context) (bool, error) {
+		select {
+		case <-a.done:
+			return false, errExited
+		default:
+		}
+		return cond(), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s: %v\nagent stderr:\n%s", what, err, a.stderr)
+	}
+}
+
+// awaitMetric waits until series is at least min.
+func (a *agentProc) awaitMetric(t *testing.T, series string, min float64, timeout time.Duration) {
+	t.Helper()
+	await(t, a, timeout, fmt.Sprintf("%s >= %v", series, min), func() bool { return a.metric(t, series) >= min })
+}
+
+// awaitReady waits until /readyz answers code.
+func (a *agentProc) awaitReady(t *testing.T, code int) string {
+	t.Helper()
+	var body string
+	await(t, a, 2*time.Minute, fmt.Sprintf("/readyz %d", code), func() bool {
+		var got int
+		got, body = a.get(t, "/readyz")
+		return got == code
+	})
+	return body
+}
+
+func rotations(cert, reason string) string {
+	return fmt.Sprintf(`tlsboot_certificate_rotations_total{certificate=%q,reason=%q}`, cert, reason)
+}
+
+func failures(cert, reason string) string {
+	return fmt.Sprintf(`tlsboot_certificate_rotation_failures_total{certificate=%q,reason=%q}`, cert, reason)
+}
+
+// forgeOptions describes a certificate to put in a node's store.
+type forgeOptions struct {
+	prefix              string // default kubelet-client
+	notBefore, notAfter time.Time
+	foreignCA           bool // sign with a CA the cluster does not trust
+	dns                 []string
+	ips                 []net.IP
+}
+
+// forge stores a certificate for n signed by the cluster CA (or a foreign
+// one) and, for the client prefix, writes n's kubeconfig to use it, the
+// way a node that was bootstrapped earlier looks.
+func forge(t *testing.T, c *testcluster.Cluster, n *node, o forgeOptions) {
+	t.Helper()
+	if o.prefix == "" {
+		o.prefix = "kubelet-client"
+	}
+	caCert, caKey := clusterCA(t, c)
+	if o.foreignCA {
+		caCert, caKey = foreignCA(t)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()),
+		Subject:      pkix.Name{CommonName: "system:node:" + n.name, Organization: []string{"system:nodes"}},
+		NotBefore:    o.notBefore, NotAfter: o.notAfter, DNSNames: o.dns, IPAddresses: o.ips,
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyPEM, _ := csr.MarshalPrivateKeyPEM(key)
+	store, err := certstore.Open(certstore.Options{Dir: n.certDir, Prefix: o.prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Update(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM); err != nil {
+		t.Fatal(err)
+	}
+	if o.prefix != "kubelet-client" {
+		return
+	}
+	cluster, err := kubeconfig.Load(c.BootstrapKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kubeconfig.Write(n.kubeconfig, kubeconfig.Node(cluster, store.CurrentPath())); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func clusterCA(t *testing.T, c *testcluster.Cluster) (*x509.Certificate, crypto.Signer) {
+	t.Helper()
+	ca, err := tls.LoadX509KeyPair(c.CAFile(), c.CAKeyFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(ca.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, ca.PrivateKey.(crypto.Signer)
+}
+
+func foreignCA(t *testing.T) (*x509.Certificate, crypto.Signer) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "foreign-ca"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := x509.ParseCertificate(der)
+	return cert, key
+}
+
+// signCSR signs CSR name with the cluster CA as a signer would, optionally
+// dropping the requested SANs (a broken signer).
+func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, name string, dropSANs bool) {
+	t.Helper()
+	obj, err := client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(obj.Spec.Request)
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, caKey := clusterCA(t, c)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: req.Subject,
+		NotBefore: time.Now().Add(-5 * time.Minute), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+	if !dropSANs {
+		tmpl.DNSNames, tmpl.IPAddresses = req.DNSNames, req.IPAddresses
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, req.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if _, err := client.CertificatesV1().CertificateSigningRequests().UpdateStatus(t.Context(), obj, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("signing CSR %s: %v", name, err)
+	}
+}
+
+// awaitCSR waits for a CSR of node with the given signer that is not in
+// skip, and returns it.
+func awaitCSR(t *testing.T, a *agentProc, client kubernetes.Interface, node, signer string, skip ...string) certificatesv1.CertificateSigningRequest {
+	t.Helper()
+	var got certificatesv1.CertificateSigningRequest
+	await(t, a, 2*time.Minute, "a "+signer+" CSR for "+node, func() bool {
+		for _, c := range nodeCSRs(t, client, node) {
+			if c.Spec.SignerName == signer && !contains(skip, c.Name) {
+				got = c
+				return true
+			}
+		}
+		return false
+	})
+	return got
+}
+
+func contains(s []string, v string) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// leafOf reads the certificate of a store's -current.pem.
+func leafOf(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	pair, err := tls.LoadX509KeyPair(path, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return leaf
+}
+
+var retryInRE = regexp.MustCompile(`failure="([a-z_]+)".*retryIn="([^"]+)"`)
+
+// retryDelays returns the backoff the agent logged for each failure kind.
+func retryDelays(out, failure string) []time.Duration {
+	var ds []time.Duration
+	for _, m := range retryInRE.FindAllStringSubmatch(out, -1) {
+		if m[1] == failure {
+			d, _ := time.ParseDuration(m[2])
+			ds = append(ds, d)
+		}
+	}
+	return ds
+}
