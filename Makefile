@@ -35,9 +35,10 @@ vet:
 demo: controlplane build
 	$(GO) run ./hack/demo
 
-## bench: bootstrap latency and API requests, tlsboot vs the kubelet's code
+## bench: every benchmark, each rewriting its own section of BENCHMARKS.md
 bench: controlplane build
-	$(GO) run ./bench/bootstrap -out BENCHMARKS.md
+	$(GO) run ./bench/bootstrap -n 41 -out BENCHMARKS.md
+	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 60s -out BENCHMARKS.md
 
 ## fuzz: run each fuzz target for $(FUZZTIME)
 fuzz:

@@ -4,7 +4,7 @@
 // then leaves it idle for -idle and reads, from /proc, the CPU time it used
 // while idle and its resident memory.
 //
-//	go run ./bench/agent -idle 60s -out bench/agent/RESULTS.md
+//	go run ./bench/agent -idle 60s -out BENCHMARKS.md
 package main
 
 import (
@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
 
@@ -158,7 +159,7 @@ func report(out string, idle time.Duration, before, after sample) error {
 	cpu := after.cpu - before.cpu
 	text := fmt.Sprintf(`## tlsboot run: idle cost
 
-Command: `+"`go run ./bench/agent -idle %v -out bench/agent/RESULTS.md`"+` (a local control plane
+Command: `+"`go run ./bench/agent -idle %v -out BENCHMARKS.md`"+` (a local control plane
 issuing 24h certificates; the agent bootstraps, becomes ready, then is left idle with its
 metrics endpoint enabled and not scraped; figures from /proc/PID/stat and /proc/PID/status).
 
@@ -177,7 +178,7 @@ Measured on %s, %s.
 	if out == "" {
 		return nil
 	}
-	return os.WriteFile(out, []byte("# Agent benchmarks\n\n"+text), 0o644)
+	return mdsection.Update(out, "bench/agent", text)
 }
 
 func machine() string {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
 
@@ -89,7 +90,7 @@ func run(ctx context.Context, n int, tlsboot, out string) error {
 	report := render(n, samples)
 	fmt.Print(report)
 	if out != "" {
-		return updateSection(out, report)
+		return mdsection.Update(out, "bench/bootstrap", report)
 	}
 	return nil
 }

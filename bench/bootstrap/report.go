@@ -2,23 +2,16 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"runtime"
 	"strings"
 	"time"
 
-	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
-)
-
-const (
-	beginMarker = "<!-- bench/bootstrap: begin -->"
-	endMarker   = "<!-- bench/bootstrap: end -->"
 )
 
 func render(n int, samples map[string][]sample) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s\n## Bootstrap: tlsboot vs the kubelet's code\n\n", beginMarker)
+	b.WriteString("## Bootstrap: tlsboot vs the kubelet's code\n\n")
 	fmt.Fprintf(&b, "Command: `make bench` (`go run ./bench/bootstrap -n %d -out BENCHMARKS.md`), run %s on %d CPUs, Go %s, control plane %s.\n",
 		n, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), strings.TrimPrefix(runtime.Version(), "go"), testcluster.Version)
 	b.WriteString("Each run is a new node (fresh cert dir, new ECDSA P-256 key) bootstrapping with the same token against the same local control plane; " +
@@ -44,7 +37,6 @@ func render(n int, samples map[string][]sample) string {
 	for _, k := range keys(samples) {
 		fmt.Fprintf(&b, "| %s | %.0f | %.0f |\n", k, medianKey(samples["tlsboot"], k), medianKey(samples["kubelet"], k))
 	}
-	fmt.Fprintf(&b, "\n%s\n", endMarker)
 	return b.String()
 }
 
@@ -59,22 +51,3 @@ func medianKey(ss []sample, k string) float64 {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
-
-// updateSection replaces the section between the markers in path, or
-// appends it when the file has none.
-func updateSection(path, section string) error {
-	data, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	s := string(data)
-	if i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker); i >= 0 && j > i {
-		s = s[:i] + strings.TrimSuffix(section, "\n") + s[j+len(endMarker):]
-	} else {
-		if s != "" && !strings.HasSuffix(s, "\n\n") {
-			s += "\n"
-		}
-		s += section
-	}
-	return atomicfile.WriteFile(path, []byte(s), 0o644)
-}

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// requestKeys are the API requests worth showing one by one.
+var requestKeys = []string{
+	"POST certificatesigningrequests",
+	"PUT certificatesigningrequests/approval",
+	"POST subjectaccessreviews",
+	"POST events",
+	"PATCH events",
+}
+
+func render(n, runs, workers int, results map[contender][]result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Burst of %d node client CSRs: tlsboot approver vs kube-controller-manager\n\n", n)
+	fmt.Fprintf(&b, "`go run ./bench/approver -n %d -runs %d -workers %d` — %d runs per contender, medians; %d CPUs, %s.\n\n",
+		n, runs, workers, runs, runtime.NumCPU(), time.Now().UTC().Format("2006-01-02"))
+	b.WriteString("| | kube-controller-manager csrapproving | tlsboot approver |\n|---|---|---|\n")
+	row := func(name string, f func(r []result) string) {
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, cell(results["kcm"], f), cell(results["tlsboot"], f))
+	}
+	row("time to approve all (first create → last approval)", func(r []result) string {
+		return medianDur(r, func(x result) time.Duration { return x.approveAll }).Round(time.Millisecond).String()
+	})
+	row("approvals per second", func(r []result) string { return fmt.Sprintf("%.1f", medianF(r, result.rate)) })
+	row("burst creation time (all CSRs created)", func(r []result) string {
+		return medianDur(r, func(x result) time.Duration { return x.createAll }).Round(time.Millisecond).String()
+	})
+	row("API requests per CSR, all (incl. its create)", func(r []result) string {
+		return fmt.Sprintf("%.2f", medianF(r, func(x result) float64 { return total(x.requests) / float64(x.n) }))
+	})
+	for _, k := range requestKeys {
+		row("&nbsp;&nbsp;"+k+" per CSR", func(r []result) string {
+			return fmt.Sprintf("%.3f", medianF(r, func(x result) float64 { return x.requests[k] / float64(x.n) }))
+		})
+	}
+	row("wrong decisions", func(r []result) string {
+		w := 0
+		for _, x := range r {
+			w += len(x.wrong)
+		}
+		return fmt.Sprint(w)
+	})
+	if rs := results["tlsboot"]; len(rs) > 0 {
+		fmt.Fprintf(&b, "\ntlsboot approver's own counters (last run): %s\n", rs[len(rs)-1].sar)
+	}
+	for who, rs := range results {
+		for _, r := range rs {
+			for _, w := range r.wrong {
+				fmt.Fprintf(&b, "\nWRONG (%s): %s", who, w)
+			}
+		}
+	}
+	return b.String()
+}
+
+func cell(r []result, f func([]result) string) string {
+	if len(r) == 0 {
+		return "—"
+	}
+	return f(r)
+}
+
+func medianDur(rs []result, f func(result) time.Duration) time.Duration {
+	xs := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return median(xs)
+}
+
+func medianF(rs []result, f func(result) float64) float64 {
+	xs := make([]float64, len(rs))
+	for i, r := range rs {
+		xs[i] = f(r)
+	}
+	return median(xs)
+}
