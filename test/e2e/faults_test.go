@@ -2,13 +2,7 @@ package e2e
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -21,63 +15,20 @@ import (
 
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
-	"github.com/tlsboot/tlsboot/kubeconfig"
 )
-
-// signExpired issues, with the cluster CA, a node client certificate that
-// expired an hour ago, and returns it with its key.
-func signExpired(t *testing.T, c *testcluster.Cluster, node string) (certPEM, keyPEM []byte, key *ecdsa.PrivateKey) {
-	t.Helper()
-	ca, err := tls.LoadX509KeyPair(c.CAFile(), c.CAKeyFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(ca.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
-		NotBefore:    time.Now().Add(-2 * time.Hour),
-		NotAfter:     time.Now().Add(-time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), ca.PrivateKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), key
-}
 
 // TestExpiredKubeconfigRebootstraps: a node whose certificate expired (while
 // it was off) bootstraps again, with the key it already has.
 func TestExpiredKubeconfigRebootstraps(t *testing.T) {
 	c := cluster(t, "auto")
 	n := newNode(t, c)
-	certPEM, keyPEM, key := signExpired(t, c, n.name)
+	forge(t, c, n, forgeOptions{notBefore: time.Now().Add(-2 * time.Hour), notAfter: time.Now().Add(-time.Hour)})
 	store, err := certstore.Open(certstore.Options{Dir: n.certDir, Prefix: "kubelet-client"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Update(certPEM, keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	boot, err := kubeconfig.Load(n.bootstrapKubeconfig)
+	old, err := store.Current()
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := kubeconfig.Write(n.kubeconfig, kubeconfig.Node(boot, store.CurrentPath())); err != nil {
 		t.Fatal(err)
 	}
 
@@ -92,7 +43,7 @@ func TestExpiredKubeconfigRebootstraps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cur.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(&key.PublicKey) {
+	if !cur.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(old.Leaf.PublicKey) {
 		t.Error("new certificate is not for the key of the expired one (the kubelet reuses it)")
 	}
 	if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
@@ -127,7 +78,8 @@ func TestAPIServerDownAtStart(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	c := cluster(t, "auto")
 	otherCA := filepath.Join(t.TempDir(), "other-ca.crt")
-	if err := os.WriteFile(otherCA, selfSigned(t), 0o600); err != nil {
+	other, _ := foreignCA(t)
+	if err := os.WriteFile(otherCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Raw}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	withBootstrap := func(mutate func(t *testing.T, path string)) func(t *testing.T, n *node) {
@@ -283,15 +235,4 @@ func closedPort(t *testing.T) string {
 	_, port, _ := net.SplitHostPort(l.Addr().String())
 	l.Close()
 	return port
-}
-
-func selfSigned(t *testing.T) []byte {
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "other-ca"}, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 }
