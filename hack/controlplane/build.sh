@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager)
-# and the upstream kubelet-bootstrap peer from the pinned Go modules of this
+# and the upstream peers (kubelet-bootstrap, kubelet-agent) from the pinned Go modules of this
 # directory's go.mod into a versioned cache directory:
 #
 #   $TLSBOOT_CACHE (default <repo>/.cache)/controlplane/<version>/bin/
@@ -15,13 +15,13 @@ version=v1.37.2
 etcd_version=v3.7.0
 cache=${TLSBOOT_CACHE:-$root/.cache}
 bin="$cache/controlplane/$version/bin"
-tools=(etcd kube-apiserver kube-controller-manager kubelet-bootstrap)
+tools=(etcd kube-apiserver kube-controller-manager kubelet-bootstrap kubelet-agent)
 
 up_to_date() {
   local t
   for t in "${tools[@]}"; do
     [[ -x "$bin/$t" ]] || return 1
-    for src in "$here/go.mod" "$here/go.sum" "$here/cmd/kubelet-bootstrap/main.go"; do
+    for src in "$here/go.mod" "$here/go.sum" "$here"/cmd/*/main.go; do
       [[ "$bin/$t" -nt "$src" ]] || return 1
     done
   done
@@ -50,5 +50,6 @@ echo "controlplane: kube-controller-manager built ($((SECONDS - start))s)"
 go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3
 echo "controlplane: etcd built ($((SECONDS - start))s)"
 go build -trimpath -ldflags "$ldflags" -o "$bin/kubelet-bootstrap" ./cmd/kubelet-bootstrap
-echo "controlplane: kubelet-bootstrap built ($((SECONDS - start))s)"
+go build -trimpath -ldflags "$ldflags" -o "$bin/kubelet-agent" ./cmd/kubelet-agent
+echo "controlplane: kubelet-bootstrap and kubelet-agent built ($((SECONDS - start))s)"
 echo "controlplane: done in $((SECONDS - start))s: $bin"
