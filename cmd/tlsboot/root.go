@@ -34,6 +34,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 the way the kubelet does, and keeps that identity valid.
 
 Commands:
+  approver    approve or deny node client and serving CSRs (a controller for the cluster)
   bootstrap   request a node client certificate once and write a kubeconfig that uses it
   run         keep the node's certificates valid: bootstrap, rotate, recover (the agent)
   status      explain the node's certificates and kubeconfig (offline)
@@ -52,7 +53,7 @@ Commands:
 	for _, name := range []string{"v", "vmodule"} {
 		root.PersistentFlags().AddGoFlag(klogFlags.Lookup(name))
 	}
-	root.AddCommand(newVersionCommand(), newBootstrapCommand(), newRunCommand(), newStatusCommand())
+	root.AddCommand(newVersionCommand(), newBootstrapCommand(), newRunCommand(), newStatusCommand(), newApproverCommand())
 	return root
 }
 

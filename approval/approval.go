@@ -1,0 +1,308 @@
+// Package approval is the policy of tlsboot's CSR approver: given a
+// CertificateSigningRequest, the Node it names (from a cache) and a way to ask
+// whether the requester holds a permission, it returns a Decision. It never
+// talks to the API server itself and keeps no state, so every rule is tested
+// as a plain table.
+//
+// Policy.Decide claims a CSR by its signer, then runs that signer's checks in
+// order; the first check that objects decides. CSRs for other signers, and
+// CSRs that already carry a decision, are ignored. See docs/approver.md for
+// the attacker model: which check stops which forgery.
+package approval
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+)
+
+// Verdict is what to do with a CSR.
+type Verdict int
+
+const (
+	// Ignore: not ours to decide (another signer, already decided, or left
+	// for a human after the pending timeout). Do not ask again.
+	Ignore Verdict = iota
+	// Approve: add the Approved condition.
+	Approve
+	// Deny: add the Denied condition.
+	Deny
+	// Wait: no opinion yet (the Node does not exist yet, the requester is
+	// not authorised yet). Ask again later.
+	Wait
+)
+
+func (v Verdict) String() string {
+	switch v {
+	case Approve:
+		return "approve"
+	case Deny:
+		return "deny"
+	case Wait:
+		return "wait"
+	default:
+		return "ignore"
+	}
+}
+
+// Decision is the policy's answer for one CSR.
+type Decision struct {
+	Verdict Verdict
+	// Reason is a CamelCase word from the Reason constants: the condition
+	// reason written on the CSR and a metric label, so its set is bounded.
+	Reason string
+	// Message tells an operator what was checked or what was wrong.
+	Message string
+	// Rule names the recogniser that claimed the CSR ("kubelet-client",
+	// "kubelet-client-self", "kubelet-serving"); empty when none did.
+	Rule string
+}
+
+// Reasons. Approve always uses ReasonAutoApproved.
+const (
+	ReasonAutoApproved         = "AutoApproved"
+	ReasonAlreadyDecided       = "AlreadyDecided"
+	ReasonUnknownSigner        = "UnknownSigner"
+	ReasonInvalidRequest       = "InvalidRequest"
+	ReasonBadOrganization      = "OrganizationNotSystemNodes"
+	ReasonBadCommonName        = "CommonNameNotNode"
+	ReasonSANNotAllowed        = "SANNotAllowed"
+	ReasonMissingSAN           = "MissingSAN"
+	ReasonBadUsages            = "UsagesNotAllowed"
+	ReasonExpirationTooLong    = "ExpirationTooLong"
+	ReasonRequesterNotNode     = "RequesterNotNode"
+	ReasonNodeMismatch         = "NodeMismatch"
+	ReasonSANForbiddenByPolicy = "SANForbiddenByPolicy"
+	ReasonSANNotNodeAddress    = "SANNotNodeAddress"
+	ReasonNodeNotFound         = "NodeNotFound"
+	ReasonNodeAddressesUnknown = "NodeAddressesUnknown"
+	ReasonNotAuthorized        = "NotAuthorized"
+	ReasonPendingTimeout       = "PendingTimeout"
+)
+
+// Requester is who created a CSR, as the API server recorded it in
+// spec.username, spec.uid, spec.groups and spec.extra. It is the only
+// identity the policy trusts.
+type Requester struct {
+	Username string
+	UID      string
+	Groups   []string
+	Extra    map[string][]string
+}
+
+// RequesterOf returns the requester recorded in csr.
+func RequesterOf(csr *certificatesv1.CertificateSigningRequest) Requester {
+	r := Requester{Username: csr.Spec.Username, UID: csr.Spec.UID, Groups: csr.Spec.Groups}
+	if len(csr.Spec.Extra) > 0 {
+		r.Extra = make(map[string][]string, len(csr.Spec.Extra))
+		for k, v := range csr.Spec.Extra {
+			r.Extra[k] = []string(v)
+		}
+	}
+	return r
+}
+
+// Authorizer answers whether a requester may create
+// certificatesigningrequests/<subresource> in certificates.k8s.io: the
+// permissions "nodeclient" and "selfnodeclient" that kubeadm's RBAC bindings
+// grant. An error means the answer is unknown; Decide returns it and the
+// caller asks again later. Implementations must be safe for concurrent use.
+type Authorizer interface {
+	Authorize(ctx context.Context, r Requester, subresource string) (bool, error)
+}
+
+// AuthorizerFunc adapts a function to Authorizer.
+type AuthorizerFunc func(ctx context.Context, r Requester, subresource string) (bool, error)
+
+// Authorize calls f.
+func (f AuthorizerFunc) Authorize(ctx context.Context, r Requester, subresource string) (bool, error) {
+	return f(ctx, r, subresource)
+}
+
+// Input is everything Decide looks at besides permissions, gathered before.
+type Input struct {
+	CSR *certificatesv1.CertificateSigningRequest
+	// Node is the Node named by the request's common name, read from a
+	// cache; nil when no such Node exists. Only serving CSRs need it.
+	Node *corev1.Node
+	// Now is the current time; it decides the pending timeout.
+	Now time.Time
+}
+
+// Options configures a Policy. The zero value approves what
+// kube-controller-manager would, plus serving CSRs, with no extra limits.
+type Options struct {
+	// MaxExpiration denies CSRs whose spec.expirationSeconds is longer.
+	// Zero means no limit. CSRs without expirationSeconds get the signer's
+	// default duration and are not affected.
+	MaxExpiration time.Duration
+	// AllowedDNS, if set, must match every DNS name of a serving CSR (in
+	// addition to the name being one of the Node's addresses).
+	AllowedDNS *regexp.Regexp
+	// AllowedIPs, if not empty, must contain every IP address of a serving
+	// CSR (in addition to the address being one of the Node's).
+	AllowedIPs []netip.Prefix
+	// PendingTimeout is how long a CSR may wait for an opinion (see Wait),
+	// counted from its creation. Zero means forever.
+	PendingTimeout time.Duration
+	// DenyOnTimeout denies a CSR whose PendingTimeout passed; otherwise it
+	// is left for a human (Ignore).
+	DenyOnTimeout bool
+}
+
+// Validate reports the first invalid option.
+func (o Options) Validate() error {
+	if o.MaxExpiration < 0 {
+		return errors.New("max expiration must not be negative")
+	}
+	if o.PendingTimeout < 0 {
+		return errors.New("pending timeout must not be negative")
+	}
+	for _, p := range o.AllowedIPs {
+		if !p.IsValid() {
+			return fmt.Errorf("allowed IP prefix %v is not valid", p)
+		}
+	}
+	return nil
+}
+
+// Policy decides CSRs. It is immutable and safe for concurrent use.
+type Policy struct {
+	opts        Options
+	recognisers []recogniser
+}
+
+// New returns the policy for opts.
+func New(opts Options) (*Policy, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	return &Policy{opts: opts, recognisers: recognisers()}, nil
+}
+
+// Signers lists the signer names the policy claims CSRs for.
+func (p *Policy) Signers() []string {
+	s := make([]string, len(p.recognisers))
+	for i, r := range p.recognisers {
+		s[i] = r.signer
+	}
+	return s
+}
+
+// Decide returns the decision for in. The error is non-nil only when authz
+// failed; the decision is then meaningless and the caller retries.
+func (p *Policy) Decide(ctx context.Context, in Input, authz Authorizer) (Decision, error) {
+	if decided(in.CSR) {
+		return Decision{Verdict: Ignore, Reason: ReasonAlreadyDecided, Message: "the request already has a decision or a certificate"}, nil
+	}
+	rec := p.recogniser(in.CSR.Spec.SignerName)
+	if rec == nil {
+		return Decision{Verdict: Ignore, Reason: ReasonUnknownSigner, Message: fmt.Sprintf("signer %q is not handled", in.CSR.Spec.SignerName)}, nil
+	}
+	d, err := p.run(ctx, rec, in, authz)
+	if err != nil {
+		return Decision{}, err
+	}
+	if d.Rule == "" {
+		d.Rule = rec.name
+	}
+	return p.timeout(d, in), nil
+}
+
+func (p *Policy) recogniser(signer string) *recogniser {
+	for i := range p.recognisers {
+		if p.recognisers[i].signer == signer {
+			return &p.recognisers[i]
+		}
+	}
+	return nil
+}
+
+// run parses the request, runs rec's checks in order, then rec's final step.
+func (p *Policy) run(ctx context.Context, rec *recogniser, in Input, authz Authorizer) (Decision, error) {
+	req, err := ParseRequest(in.CSR.Spec.Request)
+	if err != nil {
+		return deny(ReasonInvalidRequest, "%v", err), nil
+	}
+	c := &candidate{csr: in.CSR, req: req, node: in.Node, requester: RequesterOf(in.CSR)}
+	for _, check := range rec.checks {
+		if d := check(p, c); d != nil {
+			return *d, nil
+		}
+	}
+	return rec.final(ctx, c, authz)
+}
+
+// timeout turns a Wait older than the pending timeout into a deny or an
+// ignore, by option.
+func (p *Policy) timeout(d Decision, in Input) Decision {
+	if d.Verdict != Wait || p.opts.PendingTimeout == 0 {
+		return d
+	}
+	age := in.Now.Sub(in.CSR.CreationTimestamp.Time)
+	if age < p.opts.PendingTimeout {
+		return d
+	}
+	msg := fmt.Sprintf("no decision within the pending timeout of %s: %s", p.opts.PendingTimeout, d.Message)
+	if p.opts.DenyOnTimeout {
+		return Decision{Verdict: Deny, Reason: ReasonPendingTimeout, Message: msg, Rule: d.Rule}
+	}
+	return Decision{Verdict: Ignore, Reason: ReasonPendingTimeout, Message: msg + "; left for a human to decide", Rule: d.Rule}
+}
+
+// PendingTimeoutIn reports how long until in.CSR's pending timeout passes,
+// so that a caller can look again no later than that; ok is false when there
+// is no timeout.
+func (p *Policy) PendingTimeoutIn(in Input) (remaining time.Duration, ok bool) {
+	if p.opts.PendingTimeout == 0 {
+		return 0, false
+	}
+	return p.opts.PendingTimeout - in.Now.Sub(in.CSR.CreationTimestamp.Time), true
+}
+
+// decided reports whether csr already carries a decision or a certificate.
+func decided(csr *certificatesv1.CertificateSigningRequest) bool {
+	if len(csr.Status.Certificate) > 0 {
+		return true
+	}
+	for _, c := range csr.Status.Conditions {
+		switch c.Type {
+		case certificatesv1.CertificateApproved, certificatesv1.CertificateDenied, certificatesv1.CertificateFailed:
+			return true
+		}
+	}
+	return false
+}
+
+// ParseRequest parses a CSR's spec.request and checks its signature (which
+// proves possession of the private key).
+func ParseRequest(data []byte) (*x509.CertificateRequest, error) {
+	block, _ := pem.Decode(data)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" {
+		return nil, errors.New("spec.request is not a PEM CERTIFICATE REQUEST")
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("spec.request does not parse: %w", err)
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("spec.request has a bad signature: %w", err)
+	}
+	return req, nil
+}
+
+func deny(reason, format string, args ...any) Decision {
+	return Decision{Verdict: Deny, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}
+
+func wait(reason, format string, args ...any) Decision {
+	return Decision{Verdict: Wait, Reason: reason, Message: fmt.Sprintf(format, args...)}
+}

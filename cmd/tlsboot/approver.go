@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/approval"
+	"github.com/tlsboot/tlsboot/internal/approver"
+	"github.com/tlsboot/tlsboot/internal/metrics"
+)
+
+// approverFlags are the flags of `tlsboot approver`.
+type approverFlags struct {
+	kubeconfig, dnsRegex, timeoutAction, metricsAddr string
+	leaseNamespace, leaseName                        string
+	signers, ipCIDRs                                 []string
+	workers, burst                                   int
+	qps                                              float32
+	dryRun, leaderElect                              bool
+	maxExpiration, pendingTimeout, sarTTL            time.Duration
+	leaseDuration, renewDeadline, retryPeriod        time.Duration
+}
+
+func newApproverCommand() *cobra.Command {
+	var f approverFlags
+	cmd := &cobra.Command{
+		Use:   "approver",
+		Short: "Approve or deny node client and serving certificate signing requests (a controller)",
+		Long: `approver is a controller that decides kubelet certificate signing requests:
+
+  client CSRs  (kubernetes.io/kube-apiserver-client-kubelet): kube-controller-manager's
+               checks, then a SubjectAccessReview for the requester on
+               certificatesigningrequests/nodeclient or /selfnodeclient
+  serving CSRs (kubernetes.io/kubelet-serving): the requesting node asks for itself, and
+               every DNS name and IP is one of its Node's status.addresses
+
+Anything malformed is denied with a message saying what was wrong; CSRs of other
+signers are never read. Run it with kube-controller-manager's csrapproving
+controller off (--controllers=*,-csrapproving). See docs/approver.md.`,
+		Example: `  # in a cluster (in-cluster config), two replicas: see deploy/approver/
+  tlsboot approver --leader-elect-namespace tlsboot-system
+
+  # out of cluster, one replica, only logging what it would do
+  tlsboot approver --kubeconfig admin.conf --leader-elect=false --dry-run
+
+  # serving certificates only for names under .nodes.example.com and IPs in 10.0.0.0/8
+  tlsboot approver --allowed-dns-regex '^[a-z0-9-]+\.nodes\.example\.com$' --allowed-ip-cidrs 10.0.0.0/8`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runApprover(cmd.Context(), &f)
+		},
+	}
+	f.register(cmd)
+	return cmd
+}
+
+func (f *approverFlags) register(cmd *cobra.Command) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the approver's identity (default: in-cluster configuration)")
+	fs.StringSliceVar(&f.signers, "signers", []string{"kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving"}, "signers whose CSRs to decide")
+	fs.IntVar(&f.workers, "workers", approver.DefaultWorkers, "CSRs decided in parallel")
+	fs.BoolVar(&f.dryRun, "dry-run", false, "log the decision for each CSR and change nothing")
+	fs.DurationVar(&f.maxExpiration, "max-expiration", 365*24*time.Hour, "deny CSRs whose spec.expirationSeconds is longer (0: no limit)")
+	fs.StringVar(&f.dnsRegex, "allowed-dns-regex", "", "serving CSRs: every DNS name must also match this regular expression")
+	fs.StringSliceVar(&f.ipCIDRs, "allowed-ip-cidrs", nil, "serving CSRs: every IP must also be in one of these CIDRs")
+	fs.DurationVar(&f.pendingTimeout, "pending-timeout", time.Hour, "how long a CSR may wait for its Node or its permission (0: forever)")
+	fs.StringVar(&f.timeoutAction, "pending-timeout-action", "leave", "after --pending-timeout: leave (for a human) or deny")
+	fs.DurationVar(&f.sarTTL, "sar-cache-ttl", approver.DefaultSARCacheTTL, fmt.Sprintf("reuse a SubjectAccessReview answer for the same requester and permission this long (0: never, at most %s)", approver.MaxSARCacheTTL))
+	fs.Float32Var(&f.qps, "kube-api-qps", 200, "client rate limit: API requests per second")
+	fs.IntVar(&f.burst, "kube-api-burst", 400, "client rate limit: burst of API requests")
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics, /healthz and /readyz")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true, "decide only while holding the leader Lease (run several replicas safely)")
+	fs.StringVar(&f.leaseNamespace, "leader-elect-namespace", "kube-system", "namespace of the leader Lease")
+	fs.StringVar(&f.leaseName, "leader-elect-lease-name", "tlsboot-approver", "name of the leader Lease")
+	fs.DurationVar(&f.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a standby waits before taking an unrenewed Lease")
+	fs.DurationVar(&f.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before giving up")
+	fs.DurationVar(&f.retryPeriod, "leader-elect-retry-period", 2*time.Second, "how often to try to acquire or renew the Lease")
+}
+
+// policy turns the policy flags into approval options, or a usage error.
+func (f *approverFlags) policy() (*approval.Policy, error) {
+	opts := approval.Options{MaxExpiration: f.maxExpiration, PendingTimeout: f.pendingTimeout}
+	switch f.timeoutAction {
+	case "leave":
+	case "deny":
+		opts.DenyOnTimeout = true
+	default:
+		return nil, usageError{fmt.Errorf("--pending-timeout-action %q: use leave or deny", f.timeoutAction)}
+	}
+	if f.dnsRegex != "" {
+		re, err := regexp.Compile(f.dnsRegex)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--allowed-dns-regex: %w", err)}
+		}
+		opts.AllowedDNS = re
+	}
+	for _, s := range f.ipCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--allowed-ip-cidrs: %w", err)}
+		}
+		opts.AllowedIPs = append(opts.AllowedIPs, p.Masked())
+	}
+	p, err := approval.New(opts)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return p, nil
+}
+
+// check reports conflicting or out-of-range flags as usage errors.
+func (f *approverFlags) check() error {
+	switch {
+	case f.workers < 1:
+		return usageError{fmt.Errorf("--workers must be at least 1, got %d", f.workers)}
+	case f.qps <= 0 || f.burst < 1:
+		return usageError{errors.New("--kube-api-qps must be positive and --kube-api-burst at least 1")}
+	case f.sarTTL < 0 || f.sarTTL > approver.MaxSARCacheTTL:
+		return usageError{fmt.Errorf("--sar-cache-ttl %s: must be between 0 and %s", f.sarTTL, approver.MaxSARCacheTTL)}
+	case f.leaderElect && (f.leaseNamespace == "" || f.leaseName == ""):
+		return usageError{errors.New("--leader-elect needs --leader-elect-namespace and --leader-elect-lease-name")}
+	case f.leaderElect && !(f.retryPeriod < f.renewDeadline && f.renewDeadline < f.leaseDuration):
+		return usageError{errors.New("leader election needs --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration")}
+	}
+	supported := []string{"kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving"}
+	for _, s := range f.signers {
+		if !slices.Contains(supported, s) {
+			return usageError{fmt.Errorf("--signers: %q is not supported: use %s", s, strings.Join(supported, ", "))}
+		}
+	}
+	return nil
+}
+
+// restConfig loads --kubeconfig, or the in-cluster configuration.
+func (f *approverFlags) restConfig() (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if f.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", f.kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("loading --kubeconfig %s: %w", f.kubeconfig, err)
+		}
+	} else if cfg, err = rest.InClusterConfig(); err != nil {
+		return nil, fmt.Errorf("not running in a cluster (%w): pass --kubeconfig FILE", err)
+	}
+	cfg.QPS, cfg.Burst = f.qps, f.burst
+	cfg.UserAgent = "tlsboot-approver"
+	return cfg, nil
+}
+
+func runApprover(ctx context.Context, f *approverFlags) error {
+	if err := f.check(); err != nil {
+		return err
+	}
+	policy, err := f.policy()
+	if err != nil {
+		return err
+	}
+	client, eventClient, err := f.clients()
+	if err != nil {
+		return err
+	}
+	listener, err := metrics.Listen(f.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-bind-address: %w", err)
+	}
+	m := metrics.NewApprover()
+	opts := f.controllerOptions(client, policy, m.Hooks())
+	opts.EventClient = eventClient
+	ctrl, err := approver.New(opts)
+	if err != nil {
+		listener.Close()
+		return err
+	}
+	m.SetPending(ctrl.Pending)
+	reg := metrics.NewRegistry()
+	reg.MustRegister(m)
+	klog.FromContext(ctx).Info("Serving metrics and health", "address", listener.Addr().String())
+	return serveApprover(ctx, &metrics.Server{Registry: reg, Ready: ctrl.Ready}, listener, func(ctx context.Context) error {
+		return ctrl.Run(ctx, f.leaderElection())
+	})
+}
+
+// clients returns the approver's client and one for Events: a client of
+// their own, with its own rate limiter (same limits), so that in a burst
+// Events never slow the decisions down.
+func (f *approverFlags) clients() (client, eventClient kubernetes.Interface, err error) {
+	cfg, err := f.restConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	if client, err = kubernetes.NewForConfig(cfg); err != nil {
+		return nil, nil, fmt.Errorf("creating Kubernetes client: %w", err)
+	}
+	if eventClient, err = kubernetes.NewForConfig(rest.CopyConfig(cfg)); err != nil {
+		return nil, nil, fmt.Errorf("creating Kubernetes client: %w", err)
+	}
+	return client, eventClient, nil
+}
+
+func (f *approverFlags) controllerOptions(client kubernetes.Interface, p *approval.Policy, hooks approver.Hooks) approver.Options {
+	ttl := f.sarTTL
+	if ttl == 0 {
+		ttl = -1 // Options: negative disables reuse, zero means the default
+	}
+	return approver.Options{
+		Client: client, Policy: p, Signers: f.signers, Workers: f.workers, DryRun: f.dryRun,
+		SARCacheTTL: ttl, Identity: identity(), Hooks: hooks,
+	}
+}
+
+func (f *approverFlags) leaderElection() *approver.LeaderElection {
+	if !f.leaderElect {
+		return nil
+	}
+	return &approver.LeaderElection{Namespace: f.leaseNamespace, Name: f.leaseName,
+		LeaseDuration: f.leaseDuration, RenewDeadline: f.renewDeadline, RetryPeriod: f.retryPeriod}
+}
+
+// identity names this process in the Lease and in Events: the host name
+// (the pod name in a cluster) and a random suffix, so that two processes on
+// one host are told apart.
+func identity() string {
+	host, _ := os.Hostname()
+	b := make([]byte, 4)
+	rand.Read(b)
+	return host + "_" + hex.EncodeToString(b)
+}
+
+// serveApprover serves srv on l while run runs; either one failing stops the
+// other. It returns run's error, else the server's.
+func serveApprover(ctx context.Context, srv *metrics.Server, l net.Listener, run func(context.Context) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	served := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ctx, l)
+		cancel()
+		served <- err
+	}()
+	runErr := run(ctx)
+	cancel()
+	serveErr := <-served
+	if runErr != nil {
+		return runErr
+	}
+	if serveErr != nil {
+		return fmt.Errorf("serving metrics: %w", serveErr)
+	}
+	return nil
+}

@@ -1,0 +1,148 @@
+package approver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+
+	"github.com/tlsboot/tlsboot/approval"
+)
+
+// processNext decides one queued CSR; false means the queue is shut down.
+func (c *Controller) processNext(ctx context.Context) bool {
+	k, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(k)
+	if ctx.Err() != nil {
+		// Shut down or deposed: a shut-down queue still hands out what it
+		// holds, but a replica that is not the leader must not act.
+		return false
+	}
+	retry, err := c.sync(ctx, k)
+	switch {
+	case err != nil:
+		klog.FromContext(ctx).Error(err, "Deciding certificate signing request failed; will retry", "csr", k.name, "signer", k.signer)
+		c.queue.AddRateLimited(k)
+	case retry:
+		c.requeueWaiting(ctx, k)
+	default:
+		c.queue.Forget(k)
+	}
+	return true
+}
+
+// sync decides the CSR k names. retry asks to look again later (no
+// opinion yet); an error asks to retry with backoff.
+func (c *Controller) sync(ctx context.Context, k key) (retry bool, err error) {
+	inf, ok := c.csrs[k.signer]
+	if !ok {
+		return false, nil
+	}
+	csr, err := inf.Lister().Get(k.name)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading certificate signing request %s from the cache: %w", k.name, err)
+	}
+	// The API server filters by signer; this guard keeps a CSR of another
+	// signer untouched even if a cache ever held one.
+	if csr.Spec.SignerName != k.signer || !pending(csr) {
+		return false, nil
+	}
+	in := c.input(csr)
+	d, err := c.opts.Policy.Decide(ctx, in, c.authz)
+	if err != nil {
+		return false, err
+	}
+	logger := klog.FromContext(ctx).WithValues("csr", csr.Name, "signer", k.signer, "requester", csr.Spec.Username)
+	switch d.Verdict {
+	case approval.Wait:
+		logger.V(2).Info("No decision yet", "reason", d.Reason, "message", d.Message)
+		return true, nil
+	case approval.Ignore:
+		logger.V(3).Info("Leaving certificate signing request alone", "reason", d.Reason, "message", d.Message)
+		return false, nil
+	}
+	return false, c.apply(ctx, logger, csr, d)
+}
+
+// input gathers what the policy reads: the CSR, its Node, the time.
+func (c *Controller) input(csr *certificatesv1.CertificateSigningRequest) approval.Input {
+	in := approval.Input{CSR: csr, Now: c.opts.Clock.Now()}
+	if csr.Spec.SignerName == certificatesv1.KubeletServingSignerName {
+		if name := approval.NodeName(csr); name != "" {
+			in.Node, _ = c.nodes.Get(name) // not found: nil, the policy waits
+		}
+	}
+	return in
+}
+
+// requeueWaiting looks at a waiting CSR again after its per-item backoff,
+// but no later than its pending timeout.
+func (c *Controller) requeueWaiting(ctx context.Context, k key) {
+	delay := c.limiter.When(k)
+	if csr, err := c.csrs[k.signer].Lister().Get(k.name); err == nil {
+		if left, ok := c.opts.Policy.PendingTimeoutIn(approval.Input{CSR: csr, Now: c.opts.Clock.Now()}); ok && left < delay {
+			delay = max(left, 0)
+		}
+	}
+	klog.FromContext(ctx).V(4).Info("Looking again later", "csr", k.name, "after", delay)
+	c.queue.AddAfter(k, delay)
+}
+
+// apply writes an approve or deny decision, records an Event and reports it.
+// The write carries the resourceVersion the policy saw: if the CSR changed
+// meanwhile (another approver decided it), the API server refuses it and we
+// decide again from the new version.
+func (c *Controller) apply(ctx context.Context, logger klog.Logger, csr *certificatesv1.CertificateSigningRequest, d approval.Decision) error {
+	now := c.opts.Clock.Now()
+	kv := []any{"verdict", d.Verdict.String(), "reason", d.Reason, "rule", d.Rule, "message", d.Message}
+	if c.opts.DryRun {
+		logger.Info("Dry run: would decide certificate signing request", kv...)
+		c.decided(csr, d, now)
+		return nil
+	}
+	update := csr.DeepCopy()
+	update.Status.Conditions = append(update.Status.Conditions, condition(d, now))
+	_, err := c.opts.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, update, metav1.UpdateOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("writing %s decision: %w", d.Verdict, err)
+	}
+	logger.Info("Decided certificate signing request", kv...)
+	eventType := corev1.EventTypeNormal
+	if d.Verdict == approval.Deny {
+		eventType = corev1.EventTypeWarning
+	}
+	c.recorder.Event(csr, eventType, d.Reason, d.Message)
+	c.decided(csr, d, now)
+	return nil
+}
+
+func (c *Controller) decided(csr *certificatesv1.CertificateSigningRequest, d approval.Decision, now time.Time) {
+	if c.opts.Hooks.Decided != nil {
+		c.opts.Hooks.Decided(csr.Spec.SignerName, d, now.Sub(csr.CreationTimestamp.Time))
+	}
+}
+
+func condition(d approval.Decision, now time.Time) certificatesv1.CertificateSigningRequestCondition {
+	typ := certificatesv1.CertificateApproved
+	if d.Verdict == approval.Deny {
+		typ = certificatesv1.CertificateDenied
+	}
+	return certificatesv1.CertificateSigningRequestCondition{
+		Type: typ, Status: corev1.ConditionTrue, Reason: d.Reason, Message: d.Message,
+		LastUpdateTime: metav1.NewTime(now),
+	}
+}
