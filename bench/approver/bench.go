@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tlsboot/tlsboot/bench/internal/apimetrics"
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
@@ -35,7 +36,7 @@ type result struct {
 	n          int
 	createAll  time.Duration // the burst of creates
 	approveAll time.Duration // from the first create to the last approval seen
-	requests   map[string]float64
+	requests   apimetrics.Counts
 	wrong      []string
 	sar        string // the approver's own view of its permission checks
 }
@@ -44,7 +45,7 @@ func (r result) rate() float64 { return float64(r.n) / r.approveAll.Seconds() }
 
 func (r result) summary() string {
 	return fmt.Sprintf("approved %d in %s (%.1f/s), burst created in %s, %.2f API requests per CSR, %d wrong decisions",
-		r.n, r.approveAll.Round(time.Millisecond), r.rate(), r.createAll.Round(time.Millisecond), total(r.requests)/float64(r.n), len(r.wrong))
+		r.n, r.approveAll.Round(time.Millisecond), r.rate(), r.createAll.Round(time.Millisecond), r.requests.Total()/float64(r.n), len(r.wrong))
 }
 
 // item is one CSR of the burst and who creates it.
@@ -91,7 +92,7 @@ func measure(ctx context.Context, c *testcluster.Cluster, who contender, n int, 
 		return result{}, err
 	}
 	defer tr.stop()
-	before, err := scrape(ctx, adminClient)
+	before, err := apimetrics.Scrape(ctx, adminClient)
 	if err != nil {
 		return result{}, err
 	}
@@ -109,11 +110,11 @@ func measure(ctx context.Context, c *testcluster.Cluster, who contender, n int, 
 		// them in the requests, as they are part of the approver's cost.
 		waitEvents(ctx, adminClient, n+wantDenied)
 	}
-	after, err := scrape(ctx, adminClient)
+	after, err := apimetrics.Scrape(ctx, adminClient)
 	if err != nil {
 		return result{}, err
 	}
-	r.requests = diff(after, before)
+	r.requests = after.Sub(before)
 	delete(r.requests, "LIST events") // waitEvents' own polling
 	if r.wrong, err = check(ctx, adminClient, who); err != nil {
 		return result{}, err

@@ -6,7 +6,7 @@
 // API requests per CSR, and wrong decisions, with CSRs mixed in that must be
 // denied or left alone.
 //
-//	go run ./bench/approver -n 2000 -runs 1 -out bench/approver/RESULTS.md
+//	go run ./bench/approver -n 2000 -runs 1 -out BENCHMARKS.md
 package main
 
 import (
@@ -20,6 +20,8 @@ import (
 	"slices"
 	"syscall"
 	"time"
+
+	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
 )
 
 // contender is what approves: "kcm" or "tlsboot".
@@ -71,7 +73,7 @@ func run(ctx context.Context, n, runs int, only, out string, workers int) error 
 	report := render(n, runs, workers, results)
 	fmt.Print(report)
 	if out != "" {
-		return os.WriteFile(out, []byte(report), 0o644)
+		return mdsection.Update(out, "bench/approver", report)
 	}
 	return nil
 }

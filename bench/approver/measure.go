@@ -121,56 +121,6 @@ func check(ctx context.Context, client kubernetes.Interface, who contender) ([]s
 	return wrong, nil
 }
 
-// scrape returns the API server's apiserver_request_total by "verb resource[/subresource]".
-func scrape(ctx context.Context, client kubernetes.Interface) (map[string]float64, error) {
-	raw, err := client.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("scraping the API server's /metrics: %w", err)
-	}
-	out := map[string]float64{}
-	for _, line := range strings.Split(string(raw), "\n") {
-		rest, ok := strings.CutPrefix(line, "apiserver_request_total{")
-		if !ok {
-			continue
-		}
-		end := strings.LastIndexByte(rest, '}')
-		v, err := strconv.ParseFloat(strings.TrimSpace(rest[end+1:]), 64)
-		if err != nil {
-			return nil, fmt.Errorf("parsing %q: %w", line, err)
-		}
-		labels := map[string]string{}
-		for _, kv := range strings.Split(rest[:end], ",") {
-			if k, val, ok := strings.Cut(kv, "="); ok {
-				labels[k] = strings.Trim(val, `"`)
-			}
-		}
-		key := labels["verb"] + " " + labels["resource"]
-		if labels["subresource"] != "" {
-			key += "/" + labels["subresource"]
-		}
-		out[key] += v
-	}
-	return out, nil
-}
-
-func diff(after, before map[string]float64) map[string]float64 {
-	d := map[string]float64{}
-	for k, v := range after {
-		if x := v - before[k]; x > 0 {
-			d[k] = x
-		}
-	}
-	return d
-}
-
-func total(m map[string]float64) float64 {
-	var s float64
-	for _, v := range m {
-		s += v
-	}
-	return s
-}
-
 // approverProc is a running `tlsboot approver`.
 type approverProc struct {
 	cmd  *exec.Cmd

@@ -19,6 +19,9 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/tlsboot/tlsboot/bench/internal/apimetrics"
 	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
@@ -34,7 +37,7 @@ type node struct{ name, kubeconfig, bootstrap, certDir string }
 // sample is one run of one implementation.
 type sample struct {
 	fresh, noop time.Duration
-	requests    map[string]float64 // "VERB resource[/subresource]" -> count
+	requests    apimetrics.Counts
 }
 
 func main() {
@@ -62,7 +65,7 @@ func run(ctx context.Context, n int, tlsboot, out string) error {
 			return []string{"--kubeconfig", n.kubeconfig, "--bootstrap-kubeconfig", n.bootstrap, "--cert-dir", n.certDir, "--node-name", n.name}
 		}},
 	}
-	scraper, err := newScraper(c)
+	admin, err := c.AdminClient()
 	if err != nil {
 		return err
 	}
@@ -78,7 +81,7 @@ func run(ctx context.Context, n int, tlsboot, out string) error {
 			order = []impl{impls[1], impls[0]}
 		}
 		for _, im := range order {
-			s, err := measure(ctx, c, scraper, im, dir, i)
+			s, err := measure(ctx, c, admin, im, dir, i)
 			if err != nil {
 				return fmt.Errorf("%s run %d: %w", im.name, i, err)
 			}
@@ -95,11 +98,11 @@ func run(ctx context.Context, n int, tlsboot, out string) error {
 	return nil
 }
 
-func measure(ctx context.Context, c *testcluster.Cluster, sc *scraper, im impl, dir string, i int) (sample, error) {
+func measure(ctx context.Context, c *testcluster.Cluster, admin kubernetes.Interface, im impl, dir string, i int) (sample, error) {
 	nd := node{name: fmt.Sprintf("bench-%s-%d", im.name, i), bootstrap: c.BootstrapKubeconfig}
 	base := filepath.Join(dir, nd.name)
 	nd.kubeconfig, nd.certDir = filepath.Join(base, "kubelet.conf"), filepath.Join(base, "pki")
-	before, err := sc.scrape(ctx)
+	before, err := apimetrics.Scrape(ctx, admin)
 	if err != nil {
 		return sample{}, err
 	}
@@ -107,7 +110,7 @@ func measure(ctx context.Context, c *testcluster.Cluster, sc *scraper, im impl, 
 	if err != nil {
 		return sample{}, err
 	}
-	after, err := sc.scrape(ctx)
+	after, err := apimetrics.Scrape(ctx, admin)
 	if err != nil {
 		return sample{}, err
 	}
@@ -115,7 +118,7 @@ func measure(ctx context.Context, c *testcluster.Cluster, sc *scraper, im impl, 
 	if err != nil {
 		return sample{}, err
 	}
-	return sample{fresh: fresh, noop: noop, requests: diff(after, before)}, nil
+	return sample{fresh: fresh, noop: noop, requests: after.Sub(before)}, nil
 }
 
 func timeRun(ctx context.Context, bin string, args []string) (time.Duration, error) {

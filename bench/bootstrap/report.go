@@ -24,7 +24,7 @@ func render(n int, samples map[string][]sample) string {
 		var f, o []time.Duration
 		var r []float64
 		for _, s := range ss {
-			f, o, r = append(f, s.fresh), append(o, s.noop), append(r, total(s.requests))
+			f, o, r = append(f, s.fresh), append(o, s.noop), append(r, s.requests.Total())
 		}
 		fresh[name], noop[name], reqs[name] = median(f), median(o), medianF(r)
 	}
