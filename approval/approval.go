@@ -200,7 +200,7 @@ func (p *Policy) Signers() []string {
 // Decide returns the decision for in. The error is non-nil only when authz
 // failed; the decision is then meaningless and the caller retries.
 func (p *Policy) Decide(ctx context.Context, in Input, authz Authorizer) (Decision, error) {
-	if decided(in.CSR) {
+	if Decided(in.CSR) {
 		return Decision{Verdict: Ignore, Reason: ReasonAlreadyDecided, Message: "the request already has a decision or a certificate"}, nil
 	}
 	rec := p.recogniser(in.CSR.Spec.SignerName)
@@ -268,8 +268,9 @@ func (p *Policy) PendingTimeoutIn(in Input) (remaining time.Duration, ok bool) {
 	return p.opts.PendingTimeout - in.Now.Sub(in.CSR.CreationTimestamp.Time), true
 }
 
-// decided reports whether csr already carries a decision or a certificate.
-func decided(csr *certificatesv1.CertificateSigningRequest) bool {
+// Decided reports whether csr already carries a decision (Approved, Denied
+// or Failed) or a certificate: then there is nothing left to decide.
+func Decided(csr *certificatesv1.CertificateSigningRequest) bool {
 	if len(csr.Status.Certificate) > 0 {
 		return true
 	}

@@ -206,25 +206,11 @@ func (c *Controller) watchCSRs() error {
 
 func (c *Controller) csrHandler(signer string) cache.ResourceEventHandler {
 	add := func(obj any) {
-		if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok && pending(csr) {
+		if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok && !approval.Decided(csr) {
 			c.queue.Add(key{signer, csr.Name})
 		}
 	}
 	return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }}
-}
-
-// pending reports whether csr has neither a decision nor a certificate.
-func pending(csr *certificatesv1.CertificateSigningRequest) bool {
-	if len(csr.Status.Certificate) > 0 {
-		return false
-	}
-	for _, cond := range csr.Status.Conditions {
-		switch cond.Type {
-		case certificatesv1.CertificateApproved, certificatesv1.CertificateDenied, certificatesv1.CertificateFailed:
-			return false
-		}
-	}
-	return true
 }
 
 // Ready reports nil once the caches have synced: the replica can decide,
@@ -242,7 +228,7 @@ func (c *Controller) Pending() map[string]int {
 	for signer, inf := range c.csrs {
 		n[signer] = 0
 		for _, obj := range inf.Informer().GetStore().List() {
-			if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok && pending(csr) {
+			if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok && !approval.Decided(csr) {
 				n[signer]++
 			}
 		}

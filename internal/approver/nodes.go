@@ -18,7 +18,7 @@ const nodeIndex = "node"
 
 func indexByNode(obj any) ([]string, error) {
 	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
-	if !ok || !pending(csr) {
+	if !ok || approval.Decided(csr) {
 		return nil, nil
 	}
 	if name := approval.NodeName(csr); name != "" {

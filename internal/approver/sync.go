@@ -55,7 +55,7 @@ func (c *Controller) sync(ctx context.Context, k key) (retry bool, err error) {
 	}
 	// The API server filters by signer; this guard keeps a CSR of another
 	// signer untouched even if a cache ever held one.
-	if csr.Spec.SignerName != k.signer || !pending(csr) {
+	if csr.Spec.SignerName != k.signer || approval.Decided(csr) {
 		return false, nil
 	}
 	in := c.input(csr)
