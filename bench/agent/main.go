@@ -229,8 +229,11 @@ Goal: RSS under 30 MiB. Measured on %s, %s.
 }
 
 func ratioText(a, b time.Duration) string {
-	if b == 0 {
+	switch {
+	case a == 0 && b == 0:
 		return "— (both below one tick)"
+	case b == 0:
+		return "— (kubelet code below one tick)"
 	}
 	return fmt.Sprintf("%.2f", float64(a)/float64(b))
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -36,8 +37,9 @@ type node struct{ name, kubeconfig, bootstrap, certDir string }
 
 // sample is one run of one implementation.
 type sample struct {
-	fresh, noop time.Duration
-	requests    apimetrics.Counts
+	fresh, noop         time.Duration // whole process
+	freshCall, noopCall time.Duration // the bootstrap call alone, as each program reports it
+	requests            apimetrics.Counts
 }
 
 func main() {
@@ -106,7 +108,7 @@ func measure(ctx context.Context, c *testcluster.Cluster, admin kubernetes.Inter
 	if err != nil {
 		return sample{}, err
 	}
-	fresh, err := timeRun(ctx, im.bin, im.args(nd))
+	fresh, freshCall, err := timeRun(ctx, im.bin, im.args(nd))
 	if err != nil {
 		return sample{}, err
 	}
@@ -114,22 +116,33 @@ func measure(ctx context.Context, c *testcluster.Cluster, admin kubernetes.Inter
 	if err != nil {
 		return sample{}, err
 	}
-	noop, err := timeRun(ctx, im.bin, im.args(nd))
+	noop, noopCall, err := timeRun(ctx, im.bin, im.args(nd))
 	if err != nil {
 		return sample{}, err
 	}
-	return sample{fresh: fresh, noop: noop, requests: after.Sub(before)}, nil
+	return sample{fresh: fresh, noop: noop, freshCall: freshCall, noopCall: noopCall, requests: after.Sub(before)}, nil
 }
 
-func timeRun(ctx context.Context, bin string, args []string) (time.Duration, error) {
+// tookRE finds the "took <duration>" both programs print on stdout.
+var tookRE = regexp.MustCompile(`took ([0-9.]+[a-zµ]+)`)
+
+// timeRun runs a program and returns its wall time and the time of the
+// bootstrap call it reports.
+func timeRun(ctx context.Context, bin string, args []string) (wall, call time.Duration, err error) {
 	cmd := exec.CommandContext(ctx, bin, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		return 0, fmt.Errorf("%w: %s", err, stderr.String())
+		return 0, 0, fmt.Errorf("%w: %s", err, stderr.String())
 	}
-	return time.Since(start), nil
+	wall = time.Since(start)
+	m := tookRE.FindStringSubmatch(stdout.String())
+	if m == nil {
+		return 0, 0, fmt.Errorf("%s printed no \"took\": %q", bin, stdout.String())
+	}
+	call, err = time.ParseDuration(m[1])
+	return wall, call, err
 }
 
 func median(ds []time.Duration) time.Duration {

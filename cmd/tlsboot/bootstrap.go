@@ -106,11 +106,12 @@ Files are kubelet-compatible: <prefix>-<time>.pem, <prefix>-current.pem, <prefix
 			if err != nil {
 				return err
 			}
+			start := time.Now()
 			res, err := bootstrap.Run(cmd.Context(), opts)
 			if err != nil {
 				return interrupted(cmd.Context(), err, opts)
 			}
-			return printResult(cmd.OutOrStdout(), res)
+			return printResult(cmd.OutOrStdout(), res, time.Since(start))
 		},
 	}
 	f.register(cmd)
@@ -126,22 +127,23 @@ func interrupted(ctx context.Context, err error, opts bootstrap.Options) error {
 	return fmt.Errorf("interrupted: nothing was stored; the key in %s is kept, run again to resume with the same key and CSR", opts.CertDir)
 }
 
-func printResult(w io.Writer, res *bootstrap.Result) error {
+func printResult(w io.Writer, res *bootstrap.Result, took time.Duration) error {
 	subject, expiry := "", ""
 	if c := res.Certificate; c != nil {
 		subject = c.Subject.CommonName
 		expiry = fmt.Sprintf("valid until %s (%s left)", c.NotAfter.UTC().Format(time.RFC3339), time.Until(c.NotAfter).Round(time.Second))
 	}
+	tookText := took.Round(100 * time.Microsecond).String()
 	var err error
 	if !res.Bootstrapped {
-		_, err = fmt.Fprintf(w, "kubeconfig %s is usable (%s, %s): nothing to do\n", res.KubeconfigPath, subject, expiry)
+		_, err = fmt.Fprintf(w, "kubeconfig %s is usable (%s, %s): nothing to do (took %s)\n", res.KubeconfigPath, subject, expiry, tookText)
 		return err
 	}
 	how := "issued"
 	if res.Reattached {
 		how = "issued (resumed an earlier request)"
 	}
-	_, err = fmt.Fprintf(w, "certificate for %s %s by CSR %s, %s\n  certificate: %s\n  kubeconfig:  %s\n",
-		subject, how, res.CSRName, expiry, res.CertPath, res.KubeconfigPath)
+	_, err = fmt.Fprintf(w, "certificate for %s %s by CSR %s, %s (took %s)\n  certificate: %s\n  kubeconfig:  %s\n",
+		subject, how, res.CSRName, expiry, tookText, res.CertPath, res.KubeconfigPath)
 	return err
 }
