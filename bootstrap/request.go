@@ -116,7 +116,7 @@ func (s *server) request(ctx context.Context, req csr.Request, key crypto.Signer
 	}
 	res.Issuance = time.Since(submitted)
 	if _, err := csr.Check(certPEM, key, req, opts.Now()); err != nil {
-		return nil, fmt.Errorf("certificate signing request %s: the signer returned an unusable certificate, not stored: %w", name, err)
+		return nil, fmt.Errorf("certificate signing request %s: the signer returned an unusable certificate, not stored: %w; check the signer, then delete the CSR with 'kubectl delete csr %s' and run again", name, err, name)
 	}
 	return certPEM, nil
 }

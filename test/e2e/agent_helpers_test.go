@@ -236,9 +236,19 @@ func foreignCA(t *testing.T) (*x509.Certificate, crypto.Signer) {
 	return cert, key
 }
 
-// signCSR signs CSR name with the cluster CA as a signer would, optionally
-// dropping the requested SANs (a broken signer).
-func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, name string, dropSANs bool) {
+// forgery says how a test signer departs from the request it signs.
+type forgery int
+
+const (
+	faithful     forgery = iota
+	dropSANs             // a signer that drops the requested SANs
+	otherKey             // a certificate for a key the requester does not hold
+	otherSubject         // a certificate for another node
+)
+
+// signCSR signs CSR name with the cluster CA as a signer would, or as a
+// broken one would (see forgery).
+func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, name string, how forgery) {
 	t.Helper()
 	obj, err := client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
 	if err != nil {
@@ -254,11 +264,19 @@ func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, 
 		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: req.Subject,
 		NotBefore: time.Now().Add(-5 * time.Minute), NotAfter: time.Now().Add(time.Hour),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		DNSNames: req.DNSNames, IPAddresses: req.IPAddresses,
 	}
-	if !dropSANs {
-		tmpl.DNSNames, tmpl.IPAddresses = req.DNSNames, req.IPAddresses
+	pub := req.PublicKey
+	switch how {
+	case dropSANs:
+		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
+	case otherKey:
+		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		pub = key.Public()
+	case otherSubject:
+		tmpl.Subject = pkix.Name{CommonName: "system:node:someone-else", Organization: []string{"system:nodes"}}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, req.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, pub, caKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,12 +214,12 @@ func TestAgentSignerDropsSANs(t *testing.T) {
 	a := startAgent(t, n, "--serving-cert", "--node-ip", "10.1.2.3", "--hostname-override", n.name+".example")
 
 	clientCSR := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
-	signCSR(t, c, client, clientCSR.Name, false)
+	signCSR(t, c, client, clientCSR.Name, faithful)
 	a.awaitReady(t, http.StatusOK)
 
 	bad := awaitCSR(t, a, client, n.name, certificatesv1.KubeletServingSignerName)
 	decide(t, client, bad.Name, certificatesv1.CertificateApproved)
-	signCSR(t, c, client, bad.Name, true)
+	signCSR(t, c, client, bad.Name, dropSANs)
 	a.awaitMetric(t, failures("serving", "template_mismatch"), 1, time.Minute)
 	if v := a.metric(t, `tlsboot_certificate_template_mismatches_total{certificate="serving"}`); v != 1 {
 		t.Errorf("template mismatches %v, want 1", v)
@@ -233,7 +233,7 @@ func TestAgentSignerDropsSANs(t *testing.T) {
 
 	good := awaitCSR(t, a, client, n.name, certificatesv1.KubeletServingSignerName, bad.Name)
 	decide(t, client, good.Name, certificatesv1.CertificateApproved)
-	signCSR(t, c, client, good.Name, false)
+	signCSR(t, c, client, good.Name, faithful)
 	a.awaitMetric(t, rotations("serving", "missing"), 1, time.Minute)
 	if v := a.metric(t, `tlsboot_certificate_template_mismatches_total{certificate="serving"}`); v != 1 {
 		t.Errorf("template mismatches %v after success, want 1", v)

@@ -144,6 +144,14 @@ func TestCSROutcomes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, []string{"was deleted", "run again"}},
+		// A broken signer: the test signs before anyone approves, so that
+		// kube-controller-manager's signer does not sign first.
+		{"certificate for another key", func(t *testing.T, _ *proc, csr string) {
+			signCSR(t, c, client, csr, otherKey)
+		}, []string{"unusable certificate, not stored", "different public key", "kubectl delete csr"}},
+		{"certificate for another node", func(t *testing.T, _ *proc, csr string) {
+			signCSR(t, c, client, csr, otherSubject)
+		}, []string{"unusable certificate, not stored", "system:node:someone-else"}},
 		{"SIGTERM", func(t *testing.T, p *proc, _ string) { p.signal(t, syscall.SIGTERM) },
 			[]string{"interrupted", "run again to resume"}},
 		{"SIGINT", func(t *testing.T, p *proc, _ string) { p.signal(t, syscall.SIGINT) },
