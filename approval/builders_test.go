@@ -27,7 +27,7 @@ var (
 	keys     map[string]crypto.Signer // test keys by type, made once: RSA is slow
 )
 
-func testKey(t *testing.T, kind string) crypto.Signer {
+func testKey(t testing.TB, kind string) crypto.Signer {
 	t.Helper()
 	keysOnce.Do(func() {
 		rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -77,7 +77,7 @@ type csrSpec struct {
 	rawRequest []byte
 }
 
-func (s csrSpec) build(t *testing.T) *certificatesv1.CertificateSigningRequest {
+func (s csrSpec) build(t testing.TB) *certificatesv1.CertificateSigningRequest {
 	t.Helper()
 	tmpl := &x509.CertificateRequest{
 		Subject:  pkix.Name{CommonName: s.cn, Organization: s.org},
