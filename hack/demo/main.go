@@ -79,6 +79,12 @@ func run(ctx context.Context, tlsboot, node string) error {
 		return err
 	}
 
+	step("tlsboot status explains it, from the files alone")
+	fmt.Printf("  $ tlsboot status --cert-dir %s --kubeconfig %s\n", certDir, kubeconfig)
+	if _, err := tlsbootRun(ctx, tlsboot, []string{"status", "--cert-dir", certDir, "--kubeconfig", kubeconfig}); err != nil {
+		return err
+	}
+
 	step("The new kubeconfig works: who am I?")
 	if err := whoami(ctx, kubeconfig); err != nil {
 		return err
