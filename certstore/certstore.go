@@ -322,14 +322,18 @@ func (s *Store) pairName(ts string, n int) string {
 // Files returns the absolute paths of the timestamped pair files, newest
 // first. Newest means latest timestamp in the name, then highest counter;
 // if the clock went backwards, that order follows the names, not the writes.
-func (s *Store) Files() ([]string, error) {
-	files, err := s.list()
+func (s *Store) Files() ([]string, error) { return PairFiles(s.dir, s.prefix) }
+
+// PairFiles is Files for a store that is not opened: it only reads dir,
+// and repairs nothing (for tools that inspect, like `tlsboot status`).
+func PairFiles(dir, prefix string) ([]string, error) {
+	files, err := listPairs(dir, prefix)
 	if err != nil {
 		return nil, fmt.Errorf("certstore: %w", err)
 	}
 	paths := make([]string, len(files))
 	for i, f := range files {
-		paths[i] = filepath.Join(s.dir, f.name)
+		paths[i] = filepath.Join(dir, f.name)
 	}
 	return paths, nil
 }
@@ -367,14 +371,16 @@ type file struct {
 }
 
 // list returns the store's timestamped files, newest first.
-func (s *Store) list() ([]file, error) {
-	entries, err := os.ReadDir(s.dir)
+func (s *Store) list() ([]file, error) { return listPairs(s.dir, s.prefix) }
+
+func listPairs(dir, prefix string) ([]file, error) {
+	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var files []file
 	for _, e := range entries {
-		if f, ok := parseName(s.prefix, e.Name()); ok && !e.IsDir() {
+		if f, ok := parseName(prefix, e.Name()); ok && !e.IsDir() {
 			files = append(files, f)
 		}
 	}

@@ -12,10 +12,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"time"
 
+	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 	"github.com/tlsboot/tlsboot/rotation"
 )
@@ -181,22 +180,19 @@ func describe(c *Certificate, leaf *x509.Certificate, opts Options) {
 
 // stale lists the prefix's timestamped pair files other than the current one.
 func stale(dir, prefix, current string) []string {
-	matches, err := filepath.Glob(filepath.Join(dir, prefix+"-*.pem"))
+	files, err := certstore.PairFiles(dir, prefix)
 	if err != nil {
 		return nil
 	}
 	target, _ := filepath.EvalSymlinks(current)
 	var out []string
-	for _, f := range matches {
-		if f != target && pairName.MatchString(strings.TrimPrefix(filepath.Base(f), prefix)) {
+	for _, f := range files {
+		if f != target {
 			out = append(out, f)
 		}
 	}
 	return out
 }
-
-// pairName matches what follows the prefix in a timestamped pair file name.
-var pairName = regexp.MustCompile(`^-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}(-[1-9]\d*)?\.pem$`)
 
 // parse checks that data holds a certificate and its key, and returns the leaf.
 func parse(data []byte) (*x509.Certificate, error) {
