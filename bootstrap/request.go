@@ -127,10 +127,9 @@ func (s *server) wait(ctx context.Context, obj *certificatesv1.CertificateSignin
 	return csrwait.Wait(ctx, s.client, obj.Name, obj.UID, csrwait.Options{
 		ResourceVersion:  obj.ResourceVersion,
 		ProgressInterval: opts.ProgressInterval,
+		// Said once when the wait starts and then every ProgressInterval
+		// (30s): what is awaited, and how an operator can unblock it.
 		Progress: func(name string, waited time.Duration) {
-			if waited == 0 {
-				return
-			}
 			logger.Info("Waiting for the certificate signing request to be approved and signed",
 				"csr", name, "waited", waited.Round(time.Second).String(),
 				"hint", "an operator can approve it with: kubectl certificate approve "+name)
