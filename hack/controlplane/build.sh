@@ -35,7 +35,7 @@ fi
 mkdir -p "$bin"
 cd "$here"
 echo "controlplane: building etcd $etcd_version, kube-apiserver and kube-controller-manager $version into $bin"
-echo "controlplane: the first build takes about 10 minutes on 2 cores (Go build cache empty); later runs take seconds"
+echo "controlplane: the first build takes about 5 minutes on 2 cores (Go build cache empty); later runs take seconds"
 
 ldflags="-s -w"
 for kv in "gitVersion=$version" "gitMajor=1" "gitMinor=37" "gitTreeState=clean" "buildDate=1970-01-01T00:00:00Z"; do
