@@ -3,14 +3,9 @@ package bootstrap
 import (
 	"context"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -27,6 +22,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 )
 
 func validOptions() Options {
@@ -68,33 +64,16 @@ func TestOptionsValidate(t *testing.T) {
 	}
 }
 
-// issue returns a self-signed node certificate for key, PEM encoded.
+// issue returns a node certificate for key valid in [notBefore, notAfter].
 func issue(t *testing.T, key *ecdsa.PrivateKey, notBefore, notAfter time.Time) []byte {
 	t.Helper()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "system:node:node-1", Organization: []string{"system:nodes"}},
-		NotBefore:    notBefore, NotAfter: notAfter,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return testpki.NewCA(t).Issue(t, testpki.Spec{Key: key.Public(), Subject: testpki.Node("node-1"), NotBefore: notBefore, NotAfter: notAfter}).CertPEM
 }
 
 func newKey(t *testing.T) (*ecdsa.PrivateKey, []byte) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, err := csr.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, keyPEM
+	key := testpki.Key(t, "ecdsa").(*ecdsa.PrivateKey)
+	return key, testpki.KeyPEM(t, key)
 }
 
 func TestLoadKey(t *testing.T) {

@@ -1,13 +1,6 @@
 package status
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,29 +8,21 @@ import (
 	"time"
 
 	"github.com/tlsboot/tlsboot/certstore"
-	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 )
 
 var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
 
-// store puts a self-signed node certificate valid in [nb, na] into a
-// store of prefix in dir, as of clock t.
+// store puts a node certificate valid in [nb, na] into a store of prefix
+// in dir, as of clock at.
 func store(t *testing.T, dir, prefix string, nb, na, at time.Time) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(at.UnixNano()),
-		Subject:   pkix.Name{CommonName: "system:node:n1", Organization: []string{"system:nodes"}},
-		NotBefore: nb, NotAfter: na, DNSNames: []string{"n1"}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, _ := csr.MarshalPrivateKeyPEM(key)
+	is := testpki.NewCA(t).Issue(t, testpki.Spec{NotBefore: nb, NotAfter: na, DNSNames: []string{"n1"}})
 	s, err := certstore.Open(certstore.Options{Dir: dir, Prefix: prefix, Now: func() time.Time { return at }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Update(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM); err != nil {
+	if _, err := s.Update(is.CertPEM, is.KeyPEM); err != nil {
 		t.Fatal(err)
 	}
 }

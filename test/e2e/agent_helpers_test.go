@@ -3,17 +3,11 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"regexp"
@@ -29,8 +23,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/tlsboot/tlsboot/certstore"
-	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 )
 
@@ -175,27 +169,16 @@ func forge(t *testing.T, c *testcluster.Cluster, n *node, o forgeOptions) {
 	if o.prefix == "" {
 		o.prefix = "kubelet-client"
 	}
-	caCert, caKey := clusterCA(t, c)
+	ca := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile())
 	if o.foreignCA {
-		caCert, caKey = foreignCA(t)
+		ca = testpki.NewCA(t)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: "system:node:" + n.name, Organization: []string{"system:nodes"}},
-		NotBefore:    o.notBefore, NotAfter: o.notAfter, DNSNames: o.dns, IPAddresses: o.ips,
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, key.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyPEM, _ := csr.MarshalPrivateKeyPEM(key)
+	is := ca.Issue(t, testpki.Spec{Subject: testpki.Node(n.name), NotBefore: o.notBefore, NotAfter: o.notAfter, DNSNames: o.dns, IPs: o.ips})
 	store, err := certstore.Open(certstore.Options{Dir: n.certDir, Prefix: o.prefix})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Update(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), keyPEM); err != nil {
+	if _, err := store.Update(is.CertPEM, is.KeyPEM); err != nil {
 		t.Fatal(err)
 	}
 	if o.prefix != "kubelet-client" {
@@ -208,32 +191,6 @@ func forge(t *testing.T, c *testcluster.Cluster, n *node, o forgeOptions) {
 	if err := kubeconfig.Write(n.kubeconfig, kubeconfig.Node(cluster, store.CurrentPath())); err != nil {
 		t.Fatal(err)
 	}
-}
-
-func clusterCA(t *testing.T, c *testcluster.Cluster) (*x509.Certificate, crypto.Signer) {
-	t.Helper()
-	ca, err := tls.LoadX509KeyPair(c.CAFile(), c.CAKeyFile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(ca.Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert, ca.PrivateKey.(crypto.Signer)
-}
-
-func foreignCA(t *testing.T) (*x509.Certificate, crypto.Signer) {
-	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "foreign-ca"}, IsCA: true, BasicConstraintsValid: true,
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return cert, key
 }
 
 // forgery says how a test signer departs from the request it signs.
@@ -259,28 +216,18 @@ func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	caCert, caKey := clusterCA(t, c)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: req.Subject,
-		NotBefore: time.Now().Add(-5 * time.Minute), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-		DNSNames: req.DNSNames, IPAddresses: req.IPAddresses,
-	}
-	pub := req.PublicKey
+	spec := testpki.Spec{Key: req.PublicKey, Subject: req.Subject, NotBefore: time.Now().Add(-5 * time.Minute), Lifetime: time.Hour,
+		DNSNames: req.DNSNames, IPs: req.IPAddresses}
 	switch how {
 	case dropSANs:
-		tmpl.DNSNames, tmpl.IPAddresses = nil, nil
+		spec.DNSNames, spec.IPs = nil, nil
 	case otherKey:
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		pub = key.Public()
+		spec.Key = testpki.Key(t, "ecdsa").Public()
 	case otherSubject:
-		tmpl.Subject = pkix.Name{CommonName: "system:node:someone-else", Organization: []string{"system:nodes"}}
+		spec.Subject = testpki.Node("someone-else")
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, pub, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	obj.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	is := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile()).Issue(t, spec)
+	obj.Status.Certificate = is.CertPEM
 	if _, err := client.CertificatesV1().CertificateSigningRequests().UpdateStatus(t.Context(), obj, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("signing CSR %s: %v", name, err)
 	}

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"crypto/ecdsa"
-	"encoding/pem"
 	"net"
 	"os"
 	"path/filepath"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 )
 
 // TestExpiredKubeconfigRebootstraps: a node whose certificate expired (while
@@ -78,8 +78,7 @@ func TestAPIServerDownAtStart(t *testing.T) {
 func TestBadInput(t *testing.T) {
 	c := cluster(t, "auto")
 	otherCA := filepath.Join(t.TempDir(), "other-ca.crt")
-	other, _ := foreignCA(t)
-	if err := os.WriteFile(otherCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: other.Raw}), 0o600); err != nil {
+	if err := os.WriteFile(otherCA, testpki.NewCA(t).PEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	withBootstrap := func(mutate func(t *testing.T, path string)) func(t *testing.T, n *node) {
