@@ -3,13 +3,9 @@ package rotation
 import (
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"net"
 	"path/filepath"
 	"sync"
@@ -29,48 +25,20 @@ import (
 
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 )
 
 // testCA signs like kube-controller-manager: NotBefore = now - 5m,
 // NotAfter = now + ttl (short-lived).
-type testCA struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
+type testCA struct{ *testpki.CA }
 
-func newCA(t *testing.T) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test-ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * 365 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &testCA{cert: cert, key: key}
-}
+func newCA(t *testing.T) *testCA { return &testCA{testpki.NewCA(t)} }
 
 // issue returns a PEM certificate for pub with the given names.
 func (ca *testCA) issue(t *testing.T, pub crypto.PublicKey, subject pkix.Name, dns []string, ips []net.IP, now time.Time, ttl time.Duration) []byte {
 	t.Helper()
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: serial, Subject: subject, DNSNames: dns, IPAddresses: ips,
-		NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(ttl),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, pub, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return ca.Issue(t, testpki.Spec{Key: pub, Subject: subject, DNSNames: dns, IPs: ips,
+		NotBefore: now.Add(-5 * time.Minute), NotAfter: now.Add(ttl)}).CertPEM
 }
 
 // storeCert puts a new certificate for node into store, issued at now.
