@@ -104,10 +104,10 @@ func (s *server) request(ctx context.Context, req csr.Request, key crypto.Signer
 
 	// A re-attached CSR may be decided already; a new one is watched from
 	// the version Create returned, which saves a list round trip.
-	certPEM, err := csr.Outcome(obj)
-	if err == nil && len(certPEM) == 0 {
-		certPEM, err = s.wait(ctx, obj, opts)
-	}
+	certPEM, err := csrwait.ForCSR(ctx, s.client, obj, csrwait.Options{
+		ProgressInterval: opts.ProgressInterval,
+		Progress:         csrwait.LogProgress(logger),
+	})
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 			return nil, fmt.Errorf("certificate signing request %s was not issued within %v: approve it with 'kubectl certificate approve %s', check that kube-controller-manager signs %s, or raise --wait-timeout", name, opts.WaitTimeout, name, req.SignerName)
@@ -119,22 +119,6 @@ func (s *server) request(ctx context.Context, req csr.Request, key crypto.Signer
 		return nil, fmt.Errorf("certificate signing request %s: the signer returned an unusable certificate, not stored: %w; check the signer, then delete the CSR with 'kubectl delete csr %s' and run again", name, err, name)
 	}
 	return certPEM, nil
-}
-
-// wait waits for the certificate of obj, logging progress for operators.
-func (s *server) wait(ctx context.Context, obj *certificatesv1.CertificateSigningRequest, opts Options) ([]byte, error) {
-	logger := klog.FromContext(ctx)
-	return csrwait.Wait(ctx, s.client, obj.Name, obj.UID, csrwait.Options{
-		ResourceVersion:  obj.ResourceVersion,
-		ProgressInterval: opts.ProgressInterval,
-		// Said once when the wait starts and then every ProgressInterval
-		// (30s): what is awaited, and how an operator can unblock it.
-		Progress: func(name string, waited time.Duration) {
-			logger.Info("Waiting for the certificate signing request to be approved and signed",
-				"csr", name, "waited", waited.Round(time.Second).String(),
-				"hint", "an operator can approve it with: kubectl certificate approve "+name)
-		},
-	})
 }
 
 // submit calls csr.Submit until it succeeds, fails for good, or ctx ends.

@@ -84,6 +84,27 @@ func Wait(ctx context.Context, client kubernetes.Interface, name string, uid typ
 	return waitListWatch(ctx, client, name, uid, opts)
 }
 
+// ForCSR waits for the certificate of obj, a CSR just created or re-attached
+// (as csr.Submit returns it): at once when obj is already decided, else
+// watching from obj's resource version (see Options.ResourceVersion).
+func ForCSR(ctx context.Context, client kubernetes.Interface, obj *certificatesv1.CertificateSigningRequest, opts Options) ([]byte, error) {
+	if cert, err := csr.Outcome(obj); err != nil || len(cert) > 0 {
+		return cert, err
+	}
+	opts.ResourceVersion = obj.ResourceVersion
+	return Wait(ctx, client, obj.Name, obj.UID, opts)
+}
+
+// LogProgress returns an Options.Progress that tells, through logger, what
+// is awaited and how an operator can unblock it.
+func LogProgress(logger klog.Logger) func(name string, waited time.Duration) {
+	return func(name string, waited time.Duration) {
+		logger.Info("Waiting for the certificate signing request to be approved and signed",
+			"csr", name, "waited", waited.Round(time.Second).String(),
+			"hint", "an operator can approve it with: kubectl certificate approve "+name)
+	}
+}
+
 // waitFromVersion waits on one watch that starts after opts.ResourceVersion.
 func waitFromVersion(ctx context.Context, client kubernetes.Interface, name string, uid types.UID, opts Options) ([]byte, error) {
 	w, err := client.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{

@@ -333,3 +333,36 @@ func TestWaitFromVersion(t *testing.T) {
 		})
 	}
 }
+
+func TestForCSR(t *testing.T) {
+	t.Run("already issued: no request", func(t *testing.T) {
+		h := newHarness(t, nil)
+		cert, err := ForCSR(context.Background(), h.client, object(testUID, testCert, certificatesv1.CertificateApproved), Options{})
+		if err != nil || string(cert) != string(testCert) || len(h.client.Actions()) != 0 {
+			t.Fatalf("ForCSR = %q, %v with %d API calls; want the certificate and none", cert, err, len(h.client.Actions()))
+		}
+	})
+	t.Run("already denied", func(t *testing.T) {
+		h := newHarness(t, nil)
+		if _, err := ForCSR(context.Background(), h.client, object(testUID, nil, certificatesv1.CertificateDenied), Options{}); !errors.Is(err, csr.ErrDenied) {
+			t.Fatalf("ForCSR error = %v, want ErrDenied", err)
+		}
+	})
+	t.Run("pending: watched from its version", func(t *testing.T) {
+		pending := object(testUID, nil)
+		pending.ResourceVersion = "7"
+		h := newHarness(t, pending)
+		go func() {
+			cert, err := ForCSR(context.Background(), h.client, pending, Options{})
+			h.result <- result{cert, err}
+		}()
+		h.nextWatch(t).Action(watch.Modified, object(testUID, testCert, certificatesv1.CertificateApproved))
+		if r := h.wait(t); r.err != nil || string(r.cert) != string(testCert) {
+			t.Fatalf("ForCSR = %q, %v", r.cert, r.err)
+		}
+		w, ok := h.client.Actions()[0].(k8stesting.WatchAction)
+		if !ok || w.GetWatchRestrictions().ResourceVersion != "7" {
+			t.Errorf("first call %v, want a watch from resource version 7", h.client.Actions()[0])
+		}
+	})
+}

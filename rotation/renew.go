@@ -134,12 +134,9 @@ func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name 
 	wctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	// The progress ticker runs on the real clock: it only paces log lines.
-	certPEM, err := csrwait.Wait(wctx, client, obj.Name, obj.UID, csrwait.Options{
+	certPEM, err := csrwait.ForCSR(wctx, client, obj, csrwait.Options{
 		ProgressInterval: progressInterval,
-		Progress: func(name string, waited time.Duration) {
-			logger.Info("Waiting for the certificate signing request to be approved and signed", "csr", name,
-				"waited", waited.Round(time.Second).String(), "hint", "an operator can approve it with: kubectl certificate approve "+name)
-		},
+		Progress:         csrwait.LogProgress(logger),
 	})
 	switch {
 	case err != nil && ctx.Err() == nil && wctx.Err() != nil:
