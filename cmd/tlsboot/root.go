@@ -41,6 +41,20 @@ Commands:
   version     print the version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Without these cobra reports an unknown command as a failure
+		// (exit 1) rather than as a usage error.
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return nil
+			}
+			hint := "see 'tlsboot --help'"
+			if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+				hint = "did you mean " + s[0] + "?"
+			}
+			return usageError{fmt.Errorf("unknown command %q (%s)", args[0], hint)}
+		},
+		RunE:                       func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
+		SuggestionsMinimumDistance: 2,
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
