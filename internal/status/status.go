@@ -94,7 +94,9 @@ func Collect(opts Options) (*Report, error) {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	if _, err := os.Stat(opts.CertDir); err != nil {
+	if _, err := os.Stat(opts.CertDir); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("certificate directory %s does not exist: pass the --cert-dir that tlsboot run or the kubelet uses", opts.CertDir)
+	} else if err != nil {
 		return nil, fmt.Errorf("certificate directory: %w", err)
 	}
 	dir, _ := filepath.Abs(opts.CertDir)
