@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -79,6 +80,9 @@ func cluster(t *testing.T, kind string) *testcluster.Cluster {
 	return c
 }
 
+// nodeSeq numbers the nodes of this test process.
+var nodeSeq atomic.Int64
+
 // node is one simulated node: its directories and flags.
 type node struct {
 	name, dir, certDir, kubeconfig, bootstrapKubeconfig string
@@ -87,12 +91,20 @@ type node struct {
 func newNode(t *testing.T, c *testcluster.Cluster) *node {
 	t.Helper()
 	dir := t.TempDir()
-	name := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	// A node name from the test's, made unique in this process so that
+	// -count=N runs against the shared clusters do not meet old CSRs.
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
 	if len(name) > 50 {
 		name = name[len(name)-50:]
 	}
+	name = fmt.Sprintf("%s-%d", strings.Trim(name, "-."), nodeSeq.Add(1))
 	return &node{
-		name:                strings.Trim(name, "-."),
+		name:                name,
 		dir:                 dir,
 		certDir:             filepath.Join(dir, "pki"),
 		kubeconfig:          filepath.Join(dir, "kubelet.conf"),
