@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,6 +21,7 @@ import (
 	"k8s.io/client-go/util/certificate"
 
 	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 )
 
 const prefix = "kubelet-client"
@@ -41,100 +38,32 @@ type pair struct {
 	leaf      *x509.Certificate
 }
 
-// issuer is a self-signed CA that signs leaves.
-type issuer struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
+// issuer is a CA that signs leaves.
+type issuer struct{ *testpki.CA }
 
-func newIssuer(t testing.TB) *issuer {
-	t.Helper()
-	key := mustECDSA(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "test-ca"},
-		NotBefore:             t0.Add(-time.Hour),
-		NotAfter:              t0.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &issuer{cert: cert, key: key}
-}
-
-var serial struct {
-	sync.Mutex
-	n int64
-}
+func newIssuer(t testing.TB) *issuer { return &issuer{testpki.NewCA(t)} }
 
 // leaf issues a client certificate for cn with a fresh key of kind "ecdsa",
 // "rsa" or "ec-sec1" (ECDSA in "EC PRIVATE KEY" form, after an
 // "EC PARAMETERS" block like openssl writes). The chain is leaf then CA.
 func (ca *issuer) leaf(t testing.TB, kind, cn string) pair {
 	t.Helper()
-	var key crypto.Signer
+	keyKind := "ecdsa"
 	if kind == "rsa" {
-		k, err := rsa.GenerateKey(rand.Reader, 2048)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key = k
-	} else {
-		key = mustECDSA(t)
+		keyKind = "rsa"
 	}
-	serial.Lock()
-	serial.n++
-	sn := serial.n + 1
-	serial.Unlock()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(sn),
-		Subject:      pkix.Name{CommonName: cn, Organization: []string{"system:nodes"}},
-		NotBefore:    t0.Add(-time.Hour),
-		NotAfter:     t0.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, key.Public(), ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := append(pemBlock("CERTIFICATE", der), pemBlock("CERTIFICATE", ca.cert.Raw)...)
-	var keyPEM []byte
+	key := testpki.Key(t, keyKind)
+	is := ca.Issue(t, testpki.Spec{Key: key.Public(), Subject: pkix.Name{CommonName: cn, Organization: []string{"system:nodes"}},
+		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(24 * time.Hour)})
+	keyPEM := testpki.KeyPEM(t, key)
 	if kind == "ec-sec1" {
 		b, err := x509.MarshalECPrivateKey(key.(*ecdsa.PrivateKey))
 		if err != nil {
 			t.Fatal(err)
 		}
 		keyPEM = append(pemBlock("EC PARAMETERS", []byte{0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07}), pemBlock("EC PRIVATE KEY", b)...)
-	} else {
-		b, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keyPEM = pemBlock("PRIVATE KEY", b)
 	}
-	return pair{cert: certPEM, key: keyPEM, leaf: leaf}
-}
-
-func mustECDSA(t testing.TB) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
+	return pair{cert: append(is.CertPEM, ca.PEM()...), key: keyPEM, leaf: is.Cert}
 }
 
 func pemBlock(typ string, b []byte) []byte {
