@@ -21,6 +21,7 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -59,8 +60,13 @@ type Decision struct {
 	// Reason is a CamelCase word from the Reason constants: the condition
 	// reason written on the CSR and a metric label, so its set is bounded.
 	Reason string
-	// Message tells an operator what was checked or what was wrong.
+	// Message tells an operator what was checked or what was wrong. It
+	// carries at most MaxEchoBytes of content taken from the request.
 	Message string
+	// Notify asks the caller to record one Event on the CSR for a decision
+	// that leaves it pending (Ignore), so that an operator learns why (for
+	// example, serving approval is off until a scope is configured).
+	Notify bool
 	// Rule names the recogniser that claimed the CSR ("kubelet-client",
 	// "kubelet-client-self", "kubelet-serving"); empty when none did.
 	Rule string
@@ -131,8 +137,18 @@ func (f AuthorizerFunc) Authorize(ctx context.Context, r Requester, subresource 
 type Input struct {
 	CSR *certificatesv1.CertificateSigningRequest
 	// Node is the Node named by the request's common name, read from a
-	// cache; nil when no such Node exists. Only serving CSRs need it.
+	// cache; nil when no such Node exists.
 	Node *corev1.Node
+	// NodeLease is that node's kubelet Lease in kube-node-lease, read
+	// from a cache; nil when there is none. With Node it tells whether the
+	// node is alive (client CSRs made with a bootstrap token).
+	NodeLease *coordinationv1.Lease
+	// Cluster is the rest of the cluster the policy reads; nil when
+	// nothing is known (Options.ServiceCIDRs still apply).
+	Cluster ClusterView
+	// DroppedRequestBytes is the size of spec.request when the cache
+	// dropped it for being over MaxRequestBytes; 0 otherwise.
+	DroppedRequestBytes int
 	// Now is the current time; it decides the pending timeout.
 	Now time.Time
 }
@@ -144,12 +160,26 @@ type Options struct {
 	// Zero means no limit. CSRs without expirationSeconds get the signer's
 	// default duration and are not affected.
 	MaxExpiration time.Duration
-	// AllowedDNS, if set, must match every DNS name of a serving CSR (in
-	// addition to the name being one of the Node's addresses).
-	AllowedDNS *regexp.Regexp
+	// AllowedDNSRegex, if set, must match the whole of every DNS name of a
+	// serving CSR (New anchors it), in addition to the name being one of
+	// the Node's addresses. With AllowedIPs it is the serving scope: with
+	// neither, serving CSRs are never approved.
+	AllowedDNSRegex string
 	// AllowedIPs, if not empty, must contain every IP address of a serving
 	// CSR (in addition to the address being one of the Node's).
 	AllowedIPs []netip.Prefix
+	// ServiceCIDRs are service ranges known by flag, used with those of
+	// Input.Cluster: no serving certificate is approved for an IP in any.
+	ServiceCIDRs []netip.Prefix
+	// ClusterDomain is the cluster's DNS domain; "" means
+	// DefaultClusterDomain. Names under .svc.<domain> are never approved.
+	ClusterDomain string
+	// NodeAliveGrace: a Node whose Lease (or Ready heartbeat) was renewed
+	// within it is alive. 0 means DefaultNodeAliveGrace.
+	NodeAliveGrace time.Duration
+	// LeaveLiveNode leaves a bootstrap client CSR for a live node for a
+	// human (Ignore, with Notify) instead of denying it.
+	LeaveLiveNode bool
 	// PendingTimeout is how long a CSR may wait for an opinion (see Wait),
 	// counted from its creation. Zero means forever.
 	PendingTimeout time.Duration
@@ -171,12 +201,18 @@ func (o Options) Validate() error {
 			return fmt.Errorf("allowed IP prefix %v is not valid", p)
 		}
 	}
+	if o.AllowedDNSRegex != "" {
+		if _, err := regexp.Compile(`^(?:` + o.AllowedDNSRegex + `)$`); err != nil {
+			return fmt.Errorf("allowed DNS regex: %w", err)
+		}
+	}
 	return nil
 }
 
 // Policy decides CSRs. It is immutable and safe for concurrent use.
 type Policy struct {
 	opts        Options
+	dnsScope    *regexp.Regexp // AllowedDNSRegex, anchored; nil when unset
 	recognisers []recogniser
 }
 
@@ -185,7 +221,13 @@ func New(opts Options) (*Policy, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &Policy{opts: opts, recognisers: recognisers()}, nil
+	p := &Policy{opts: opts, recognisers: recognisers()}
+	if opts.AllowedDNSRegex != "" {
+		// Anchored whatever the operator wrote: a pattern never matches a
+		// substring of a name.
+		p.dnsScope = regexp.MustCompile(`^(?:` + opts.AllowedDNSRegex + `)$`)
+	}
+	return p, nil
 }
 
 // Signers lists the signer names the policy claims CSRs for.

@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -143,8 +142,8 @@ func TestServingRules(t *testing.T) {
 		{name: "URI SAN", spec: serving(func(s *csrSpec) { s.uris = []*url.URL{{Scheme: "https", Host: "n1"}} }), node: nodeN1(), verdict: Deny, reason: ReasonSANNotAllowed},
 		{name: "client auth usage", spec: serving(func(s *csrSpec) { s.usages = append(s.usages, certificatesv1.UsageClientAuth) }), node: nodeN1(), verdict: Deny, reason: ReasonBadUsages},
 		{name: "expiration above limit", spec: serving(func(s *csrSpec) { s.expiration = i32(7200) }), node: nodeN1(), opts: Options{MaxExpiration: time.Hour}, verdict: Deny, reason: ReasonExpirationTooLong},
-		{name: "DNS name outside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNS: regexp.MustCompile(`^n1$`)}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
-		{name: "DNS names inside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNS: regexp.MustCompile(`^n1(\.example\.internal)?$`)}, verdict: Approve},
+		{name: "DNS name outside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `n1`}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
+		{name: "DNS names inside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `n1(\.example\.internal)?`}, verdict: Approve},
 		{name: "IP outside the allowed CIDRs", spec: serving(nil), node: nodeN1(), opts: Options{AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
 		{name: "IPs inside the allowed CIDRs", spec: serving(nil), node: nodeN1(), opts: Options{AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}, verdict: Approve},
 		{name: "node does not exist yet", spec: serving(nil), node: nil, verdict: Wait, reason: ReasonNodeNotFound},

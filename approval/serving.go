@@ -12,7 +12,7 @@ import (
 
 // checkSANPolicy: the operator's optional limits on serving SANs.
 func checkSANPolicy(p *Policy, c *candidate) *Decision {
-	if re := p.opts.AllowedDNS; re != nil {
+	if re := p.dnsScope; re != nil {
 		for _, name := range c.req.DNSNames {
 			if !re.MatchString(name) {
 				return denyp(ReasonSANForbiddenByPolicy, "DNS name %q does not match --allowed-dns-regex %q", name, re)

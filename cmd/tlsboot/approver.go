@@ -104,11 +104,10 @@ func (f *approverFlags) policy() (*approval.Policy, error) {
 		return nil, usageError{fmt.Errorf("--pending-timeout-action %q: use leave or deny", f.timeoutAction)}
 	}
 	if f.dnsRegex != "" {
-		re, err := regexp.Compile(f.dnsRegex)
-		if err != nil {
+		if _, err := regexp.Compile(f.dnsRegex); err != nil {
 			return nil, usageError{fmt.Errorf("--allowed-dns-regex: %w", err)}
 		}
-		opts.AllowedDNS = re
+		opts.AllowedDNSRegex = f.dnsRegex
 	}
 	for _, s := range f.ipCIDRs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
