@@ -11,6 +11,7 @@
 package approval
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -92,6 +93,20 @@ const (
 	ReasonNodeAddressesUnknown = "NodeAddressesUnknown"
 	ReasonNotAuthorized        = "NotAuthorized"
 	ReasonPendingTimeout       = "PendingTimeout"
+
+	// Secure by default (every CSR).
+	ReasonRequestTooLarge     = "RequestTooLarge"
+	ReasonKeyNotAllowed       = "KeyNotAllowed"
+	ReasonExtensionNotAllowed = "ExtensionNotAllowed"
+	ReasonAttributeNotAllowed = "AttributeNotAllowed"
+	ReasonTooManySANs         = "TooManySANs"
+	// Secure by default (client CSRs).
+	ReasonInvalidNodeName = "InvalidNodeName"
+	ReasonNodeAlive       = "NodeAlive"
+	// Secure by default (serving CSRs).
+	ReasonNoServingScope = "NoServingScope"
+	ReasonSANReserved    = "SANReserved"
+	ReasonSANNotUnique   = "SANNotUnique"
 )
 
 // Requester is who created a CSR, as the API server recorded it in
@@ -247,7 +262,7 @@ func (p *Policy) Decide(ctx context.Context, in Input, authz Authorizer) (Decisi
 	}
 	rec := p.recogniser(in.CSR.Spec.SignerName)
 	if rec == nil {
-		return Decision{Verdict: Ignore, Reason: ReasonUnknownSigner, Message: fmt.Sprintf("signer %q is not handled", in.CSR.Spec.SignerName)}, nil
+		return Decision{Verdict: Ignore, Reason: ReasonUnknownSigner, Message: "signer " + echo(in.CSR.Spec.SignerName) + " is not handled"}, nil
 	}
 	d, err := p.run(ctx, rec, in, authz)
 	if err != nil {
@@ -256,7 +271,9 @@ func (p *Policy) Decide(ctx context.Context, in Input, authz Authorizer) (Decisi
 	if d.Rule == "" {
 		d.Rule = rec.name
 	}
-	return p.timeout(d, in), nil
+	d = p.timeout(d, in)
+	d.Message = capMessage(d.Message)
+	return d, nil
 }
 
 func (p *Policy) recogniser(signer string) *recogniser {
@@ -268,13 +285,17 @@ func (p *Policy) recogniser(signer string) *recogniser {
 	return nil
 }
 
-// run parses the request, runs rec's checks in order, then rec's final step.
+// run bounds the request's size, parses it, runs rec's checks in order,
+// then rec's final step.
 func (p *Policy) run(ctx context.Context, rec *recogniser, in Input, authz Authorizer) (Decision, error) {
-	req, err := ParseRequest(in.CSR.Spec.Request)
+	if d := requestTooLarge(in.CSR.Spec.Request, in.DroppedRequestBytes); d != nil {
+		return *d, nil
+	}
+	req, err := parseUnverified(in.CSR.Spec.Request)
 	if err != nil {
 		return deny(ReasonInvalidRequest, "%v", err), nil
 	}
-	c := &candidate{csr: in.CSR, req: req, node: in.Node, requester: RequesterOf(in.CSR)}
+	c := &candidate{csr: in.CSR, req: req, in: in, node: in.Node, requester: RequesterOf(in.CSR)}
 	for _, check := range rec.checks {
 		if d := check(p, c); d != nil {
 			return *d, nil
@@ -326,18 +347,37 @@ func Decided(csr *certificatesv1.CertificateSigningRequest) bool {
 }
 
 // ParseRequest parses a CSR's spec.request and checks its signature (which
-// proves possession of the private key).
+// proves possession of the private key). A request over MaxRequestBytes is
+// refused unread.
 func ParseRequest(data []byte) (*x509.CertificateRequest, error) {
-	block, _ := pem.Decode(data)
+	req, err := parseUnverified(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := req.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("spec.request has a bad signature: %w", err)
+	}
+	return req, nil
+}
+
+// parseUnverified parses a request of at most MaxRequestBytes: one PEM
+// CERTIFICATE REQUEST block and nothing else but white space. It does not
+// check the signature (checkSignature does, after checkKey has bounded the
+// key).
+func parseUnverified(data []byte) (*x509.CertificateRequest, error) {
+	if len(data) > MaxRequestBytes {
+		return nil, fmt.Errorf("spec.request is %d bytes, more than the %d allowed", len(data), MaxRequestBytes)
+	}
+	block, rest := pem.Decode(data)
 	if block == nil || block.Type != "CERTIFICATE REQUEST" {
 		return nil, errors.New("spec.request is not a PEM CERTIFICATE REQUEST")
+	}
+	if len(bytes.TrimSpace(rest)) != 0 {
+		return nil, errors.New("spec.request has data after its PEM CERTIFICATE REQUEST")
 	}
 	req, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
 		return nil, fmt.Errorf("spec.request does not parse: %w", err)
-	}
-	if err := req.CheckSignature(); err != nil {
-		return nil, fmt.Errorf("spec.request has a bad signature: %w", err)
 	}
 	return req, nil
 }

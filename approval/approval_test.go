@@ -12,6 +12,7 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -19,12 +20,17 @@ type ruleCase struct {
 	name    string
 	spec    func(kind string) csrSpec
 	node    *corev1.Node
+	lease   *coordinationv1.Lease
+	cluster ClusterView
 	opts    Options
 	now     time.Time
 	verdict Verdict
 	reason  string
 	rule    string
 	asked   []string // SubjectAccessReviews asked, in order; nil: not checked
+	notify  bool
+	// contains are substrings the message must have.
+	contains []string
 }
 
 func TestClientRules(t *testing.T) {
@@ -104,7 +110,7 @@ func TestKeyEncipherment(t *testing.T) {
 				if withKE && kind != "rsa" {
 					want = Deny
 				}
-				d := decide(t, spec, nodeN1(), Options{}, t0, kubeadmAuthz())
+				d := decide(t, spec, nodeN1(), servingScope, t0, kubeadmAuthz())
 				if d.Verdict != want {
 					t.Errorf("%s key, %s, key encipherment %v: %v (%s), want %v", kind, signer, withKE, d.Verdict, d.Message, want)
 				}
@@ -129,9 +135,10 @@ func TestServingRules(t *testing.T) {
 		{name: "SANs are the node's addresses", spec: serving(nil), node: nodeN1(), verdict: Approve, reason: ReasonAutoApproved, rule: "kubelet-serving", asked: []string{}},
 		{name: "a subset of the addresses", spec: serving(func(s *csrSpec) { s.dns = nil }), node: nodeN1(), verdict: Approve, reason: ReasonAutoApproved},
 		{name: "IPv4-mapped IPv6 form of an address", spec: serving(func(s *csrSpec) { s.ips = []net.IP{net.ParseIP("10.0.0.1").To16()} }), node: nodeN1(), verdict: Approve},
-		{name: "foreign DNS name", spec: serving(func(s *csrSpec) { s.dns = append(s.dns, "kubernetes.default.svc") }), node: nodeN1(), verdict: Deny, reason: ReasonSANNotNodeAddress},
+		{name: "foreign DNS name", spec: serving(func(s *csrSpec) { s.dns = append(s.dns, "n3.example.internal") }), node: nodeN1(), verdict: Deny, reason: ReasonSANNotNodeAddress},
+		{name: "API server's name, even if the node lists it", spec: serving(func(s *csrSpec) { s.dns = append(s.dns, "kubernetes.default.svc") }), node: nodeN1(), verdict: Deny, reason: ReasonSANReserved},
 		{name: "foreign IP", spec: serving(func(s *csrSpec) { s.ips = append(s.ips, net.ParseIP("10.0.0.2")) }), node: nodeN1(), verdict: Deny, reason: ReasonSANNotNodeAddress},
-		{name: "IP given as DNS name", spec: serving(func(s *csrSpec) { s.dns = []string{"10.0.0.1"} }), node: nodeN1(), verdict: Deny, reason: ReasonSANNotNodeAddress},
+		{name: "IP given as DNS name", spec: serving(func(s *csrSpec) { s.dns = []string{"10.0.0.1"} }), node: nodeN1(), verdict: Deny, reason: ReasonSANReserved},
 		{name: "wildcard DNS name", spec: serving(func(s *csrSpec) { s.dns = []string{"*.example.internal"} }), node: nodeN1(), verdict: Deny, reason: ReasonSANNotAllowed},
 		{name: "node A asks for node B", spec: serving(func(s *csrSpec) { s.requester = nodeUser("n2") }), node: nodeN1(), verdict: Deny, reason: ReasonNodeMismatch},
 		{name: "requester not a node", spec: serving(func(s *csrSpec) { s.requester = bootstrap }), node: nodeN1(), verdict: Deny, reason: ReasonRequesterNotNode},
@@ -142,15 +149,20 @@ func TestServingRules(t *testing.T) {
 		{name: "URI SAN", spec: serving(func(s *csrSpec) { s.uris = []*url.URL{{Scheme: "https", Host: "n1"}} }), node: nodeN1(), verdict: Deny, reason: ReasonSANNotAllowed},
 		{name: "client auth usage", spec: serving(func(s *csrSpec) { s.usages = append(s.usages, certificatesv1.UsageClientAuth) }), node: nodeN1(), verdict: Deny, reason: ReasonBadUsages},
 		{name: "expiration above limit", spec: serving(func(s *csrSpec) { s.expiration = i32(7200) }), node: nodeN1(), opts: Options{MaxExpiration: time.Hour}, verdict: Deny, reason: ReasonExpirationTooLong},
-		{name: "DNS name outside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `n1`}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
-		{name: "DNS names inside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `n1(\.example\.internal)?`}, verdict: Approve},
-		{name: "IP outside the allowed CIDRs", spec: serving(nil), node: nodeN1(), opts: Options{AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
-		{name: "IPs inside the allowed CIDRs", spec: serving(nil), node: nodeN1(), opts: Options{AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")}}, verdict: Approve},
+		{name: "DNS name outside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `n1`, AllowedIPs: servingScope.AllowedIPs}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
+		{name: "DNS names inside the allowed regex", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `n1(\.example\.internal)?`, AllowedIPs: servingScope.AllowedIPs}, verdict: Approve},
+		{name: "IP outside the allowed CIDRs", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: servingScope.AllowedDNSRegex, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
+		{name: "IPs inside the allowed CIDRs", spec: serving(nil), node: nodeN1(), opts: servingScope, verdict: Approve},
 		{name: "node does not exist yet", spec: serving(nil), node: nil, verdict: Wait, reason: ReasonNodeNotFound},
 		{name: "node of another name passed", spec: serving(func(s *csrSpec) { s.cn, s.requester = "system:node:n2", nodeUser("n2") }), node: nodeN1(), verdict: Wait, reason: ReasonNodeNotFound},
 		{name: "node without addresses yet", spec: serving(nil), node: noAddresses, verdict: Wait, reason: ReasonNodeAddressesUnknown},
-		{name: "node still missing after the pending timeout, denied", spec: serving(nil), opts: Options{PendingTimeout: time.Minute, DenyOnTimeout: true},
+		{name: "node still missing after the pending timeout, denied", spec: serving(nil), opts: Options{AllowedDNSRegex: servingScope.AllowedDNSRegex, AllowedIPs: servingScope.AllowedIPs, PendingTimeout: time.Minute, DenyOnTimeout: true},
 			now: t0.Add(time.Minute), verdict: Deny, reason: ReasonPendingTimeout},
+	}
+	for i := range cases {
+		if cases[i].opts.AllowedDNSRegex == "" && len(cases[i].opts.AllowedIPs) == 0 {
+			cases[i].opts.AllowedDNSRegex, cases[i].opts.AllowedIPs = servingScope.AllowedDNSRegex, servingScope.AllowedIPs
+		}
 	}
 	runRuleCases(t, cases)
 }
@@ -165,12 +177,21 @@ func runRuleCases(t *testing.T, cases []ruleCase) {
 					now = t0
 				}
 				authz := kubeadmAuthz()
-				d := decide(t, tc.spec(kind), tc.node, tc.opts, now, authz)
+				in := Input{Node: tc.node, NodeLease: tc.lease, Cluster: tc.cluster, Now: now}
+				d := decideIn(t, tc.spec(kind), in, tc.opts, authz)
 				if d.Verdict != tc.verdict || (tc.reason != "" && d.Reason != tc.reason) || (tc.rule != "" && d.Rule != tc.rule) {
 					t.Errorf("got %v %s rule %q (%s), want %v %s rule %q", d.Verdict, d.Reason, d.Rule, d.Message, tc.verdict, tc.reason, tc.rule)
 				}
-				if d.Message == "" {
-					t.Errorf("decision %v %s has no message", d.Verdict, d.Reason)
+				if d.Message == "" || len(d.Message) > MaxMessageBytes {
+					t.Errorf("decision %v %s has a message of %d bytes, want 1 to %d", d.Verdict, d.Reason, len(d.Message), MaxMessageBytes)
+				}
+				if d.Notify != tc.notify {
+					t.Errorf("Notify %v, want %v", d.Notify, tc.notify)
+				}
+				for _, sub := range tc.contains {
+					if !strings.Contains(d.Message, sub) {
+						t.Errorf("message %q does not say %q", d.Message, sub)
+					}
 				}
 				if tc.asked != nil && !slices.Equal(authz.asked, tc.asked) && !(len(tc.asked) == 0 && len(authz.asked) == 0) {
 					t.Errorf("asked %q, want %q", authz.asked, tc.asked)
@@ -182,11 +203,18 @@ func runRuleCases(t *testing.T, cases []ruleCase) {
 
 func decide(t *testing.T, s csrSpec, node *corev1.Node, opts Options, now time.Time, authz Authorizer) Decision {
 	t.Helper()
+	return decideIn(t, s, Input{Node: node, Now: now}, opts, authz)
+}
+
+// decideIn decides s's CSR with the rest of in.
+func decideIn(t *testing.T, s csrSpec, in Input, opts Options, authz Authorizer) Decision {
+	t.Helper()
 	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := p.Decide(t.Context(), Input{CSR: s.build(t), Node: node, Now: now}, authz)
+	in.CSR = s.build(t)
+	d, err := p.Decide(t.Context(), in, authz)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,15 +9,21 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
+	"crypto/sha256"
+	"crypto/sha512"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"net"
+	"net/netip"
 	"net/url"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -75,17 +81,28 @@ type csrSpec struct {
 	conditions []certificatesv1.CertificateSigningRequestCondition
 	cert       []byte
 	rawRequest []byte
+	// extraExts are added to the request's extensions; extraNames to its
+	// subject (after CN and O).
+	extraExts  []pkix.Extension
+	extraNames []pkix.AttributeTypeAndValue
+	// attributes, if not nil, replace the request's attributes, and the
+	// request is signed again (see resign).
+	attributes []asn1.RawValue
 }
 
 func (s csrSpec) build(t testing.TB) *certificatesv1.CertificateSigningRequest {
 	t.Helper()
 	tmpl := &x509.CertificateRequest{
-		Subject:  pkix.Name{CommonName: s.cn, Organization: s.org},
+		Subject:  pkix.Name{CommonName: s.cn, Organization: s.org, ExtraNames: s.extraNames},
 		DNSNames: s.dns, IPAddresses: s.ips, EmailAddresses: s.emails, URIs: s.uris,
+		ExtraExtensions: s.extraExts,
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, s.key)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.attributes != nil {
+		der = resign(t, der, s.key, func(tbs *testTBS) { tbs.RawAttributes = s.attributes })
 	}
 	req := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 	if s.rawRequest != nil {
@@ -136,7 +153,7 @@ func servingSpec(key crypto.Signer) csrSpec {
 
 func nodeN1() *corev1.Node {
 	return &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "n1"},
+		ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: "1234"},
 		Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeHostName, Address: "n1"},
 			{Type: corev1.NodeInternalDNS, Address: "N1.example.internal."},
@@ -173,3 +190,147 @@ func kubeadmAuthz() *fakeAuthz {
 }
 
 func i32(v int32) *int32 { return &v }
+
+// testTBS is a CertificationRequestInfo to rewrite.
+type testTBS struct {
+	Version       int
+	Subject       asn1.RawValue
+	PublicKey     asn1.RawValue
+	RawAttributes []asn1.RawValue `asn1:"tag:0"`
+}
+
+// resign rewrites the CertificationRequestInfo of a DER request with edit
+// and signs it again with key (nil: keep the old signature), with the
+// algorithm crypto/x509 chose.
+func resign(t testing.TB, der []byte, key crypto.Signer, edit func(*testTBS)) []byte {
+	t.Helper()
+	var outer struct {
+		TBS asn1.RawValue
+		Alg pkix.AlgorithmIdentifier
+		Sig asn1.BitString
+	}
+	if _, err := asn1.Unmarshal(der, &outer); err != nil {
+		t.Fatal(err)
+	}
+	var tbs testTBS
+	if _, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil {
+		t.Fatal(err)
+	}
+	edit(&tbs)
+	raw, err := asn1.Marshal(tbs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer.TBS = asn1.RawValue{FullBytes: raw}
+	if key != nil {
+		var sig []byte
+		switch k := key.(type) {
+		case ed25519.PrivateKey:
+			sig, err = k.Sign(rand.Reader, raw, crypto.Hash(0))
+		case *ecdsa.PrivateKey:
+			if k.Curve == elliptic.P384() {
+				h := sha512.Sum384(raw)
+				sig, err = k.Sign(rand.Reader, h[:], crypto.SHA384)
+			} else {
+				h := sha256.Sum256(raw)
+				sig, err = k.Sign(rand.Reader, h[:], crypto.SHA256)
+			}
+		default:
+			h := sha256.Sum256(raw)
+			sig, err = key.Sign(rand.Reader, h[:], crypto.SHA256)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		outer.Sig = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
+	}
+	out, err := asn1.Marshal(outer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// attribute encodes a PKCS #10 attribute with the given values.
+func attribute(t testing.TB, id asn1.ObjectIdentifier, values ...any) asn1.RawValue {
+	t.Helper()
+	raw := make([]asn1.RawValue, len(values))
+	for i, v := range values {
+		b, err := asn1.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw[i] = asn1.RawValue{FullBytes: b}
+	}
+	b, err := asn1.Marshal(struct {
+		ID     asn1.ObjectIdentifier
+		Values []asn1.RawValue `asn1:"set"`
+	}{id, raw})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return asn1.RawValue{FullBytes: b}
+}
+
+// mustMarshal is asn1.Marshal for test values.
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fakeCluster is a ClusterView from fixed data.
+type fakeCluster struct {
+	serviceCIDRs []netip.Prefix
+	apiServers   []netip.Addr
+	nodes        map[string][]string // node name → canonical addresses
+}
+
+func (f *fakeCluster) ServiceCIDRs() []netip.Prefix     { return f.serviceCIDRs }
+func (f *fakeCluster) APIServerAddresses() []netip.Addr { return f.apiServers }
+func (f *fakeCluster) NodesWithAddress(addr string) []string {
+	var names []string
+	for name, addrs := range f.nodes {
+		if slices.Contains(addrs, addr) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// testCluster has the usual kubeadm service range, the API server's
+// addresses, node n1 with its addresses and node n2 with its own.
+func testCluster() *fakeCluster {
+	return &fakeCluster{
+		serviceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")},
+		apiServers:   []netip.Addr{netip.MustParseAddr("10.96.0.1"), netip.MustParseAddr("192.168.1.10")},
+		nodes: map[string][]string{
+			"n1": {"n1", "n1.example.internal", "10.0.0.1", "fd00::1"},
+			"n2": {"n2", "n2.example.internal", "10.0.0.2"},
+		},
+	}
+}
+
+// lease is node name's kubelet Lease, renewed at renew.
+func lease(name string, renew time.Time) *coordinationv1.Lease {
+	return &coordinationv1.Lease{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "kube-node-lease"},
+		Spec:       coordinationv1.LeaseSpec{RenewTime: &metav1.MicroTime{Time: renew}},
+	}
+}
+
+// withHeartbeat returns node with a Ready condition last heard at t.
+func withHeartbeat(node *corev1.Node, t time.Time) *corev1.Node {
+	node.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.NewTime(t)}}
+	return node
+}
+
+// servingScope is the operator scope the serving tests run with.
+var servingScope = Options{
+	AllowedDNSRegex: `[a-z0-9-]+(\.example\.internal)?`,
+	AllowedIPs:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
+}

@@ -11,6 +11,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // The well-known node identity.
@@ -31,6 +32,7 @@ const (
 type candidate struct {
 	csr       *certificatesv1.CertificateSigningRequest
 	req       *x509.CertificateRequest
+	in        Input
 	node      *corev1.Node
 	requester Requester
 }
@@ -48,27 +50,34 @@ type recogniser struct {
 	final  func(ctx context.Context, c *candidate, authz Authorizer) (Decision, error)
 }
 
-// recognisers is the policy table. Order within checks matters only for
-// which message an operator sees first; every check must pass.
+// requestChecks run first for every signer, cheapest first: the key before
+// the signature it bounds, then the request's shape.
+var requestChecks = []check{checkKey, checkSignature, checkAttributes, checkExtensions, checkSubject, checkSANCount}
+
+// recognisers is the policy table. Every check must pass; the order puts
+// static checks of the request first, checks that read the cluster (Node,
+// Lease, other Nodes) after them, and the SubjectAccessReview last.
 func recognisers() []recogniser {
 	return []recogniser{
 		{
 			name:   "kubelet-client",
 			signer: certificatesv1.KubeAPIServerClientKubeletSignerName,
-			checks: []check{
-				checkOrganization, checkNodeCommonName, checkNoSANs,
+			checks: slices.Concat(requestChecks, []check{
+				checkOrganization, checkNodeCommonName, checkNodeNameValid, checkNoSANs,
 				checkUsages(certificatesv1.UsageClientAuth), checkExpiration, checkNodeRenewsItself,
-			},
+				checkNoLiveNodeTakeover,
+			}),
 			final: authorizeClient,
 		},
 		{
 			name:   "kubelet-serving",
 			signer: certificatesv1.KubeletServingSignerName,
-			checks: []check{
-				checkRequesterIsNode, checkCommonNameIsRequester, checkOrganization, checkServingSANs,
-				checkUsages(certificatesv1.UsageServerAuth), checkExpiration, checkSANPolicy,
-				checkNodeKnown, checkSANsAreNodeAddresses,
-			},
+			checks: slices.Concat(requestChecks, []check{
+				checkRequesterIsNode, checkCommonNameIsRequester, checkOrganization, checkNodeNameValid,
+				checkServingSANs, checkUsages(certificatesv1.UsageServerAuth), checkExpiration,
+				checkReservedSANs, checkServingScope, checkSANPolicy,
+				checkNodeKnown, checkSANsAreNodeAddresses, checkSANsUnique,
+			}),
 			final: approveServing,
 		},
 	}
@@ -97,7 +106,7 @@ func denyp(reason, format string, args ...any) *Decision {
 // authorizer and kube-controller-manager require.
 func checkOrganization(_ *Policy, c *candidate) *Decision {
 	if o := c.req.Subject.Organization; !slices.Equal(o, []string{nodesGroup}) {
-		return denyp(ReasonBadOrganization, "subject organization is %q, must be exactly [%q]", o, nodesGroup)
+		return denyp(ReasonBadOrganization, "subject organization is %s, must be exactly [%q]", echoList("organizations", o), nodesGroup)
 	}
 	return nil
 }
@@ -106,7 +115,18 @@ func checkOrganization(_ *Policy, c *candidate) *Decision {
 func checkNodeCommonName(_ *Policy, c *candidate) *Decision {
 	cn := c.req.Subject.CommonName
 	if !strings.HasPrefix(cn, nodePrefix) || len(cn) == len(nodePrefix) {
-		return denyp(ReasonBadCommonName, "subject common name %q is not of the form %s<node name>", cn, nodePrefix)
+		return denyp(ReasonBadCommonName, "subject common name %s is not of the form %s<node name>", echo(cn), nodePrefix)
+	}
+	return nil
+}
+
+// checkNodeNameValid: the node name must be a lower-case DNS-1123
+// subdomain, as the API server requires of a Node's name: no certificate
+// for a name no Node can have (and that tools would read differently).
+func checkNodeNameValid(_ *Policy, c *candidate) *Decision {
+	name := strings.TrimPrefix(c.req.Subject.CommonName, nodePrefix)
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return denyp(ReasonInvalidNodeName, "node name %s is not a valid Node name: %s", echo(name), errs[0])
 	}
 	return nil
 }
@@ -115,8 +135,8 @@ func checkNodeCommonName(_ *Policy, c *candidate) *Decision {
 func checkNoSANs(_ *Policy, c *candidate) *Decision {
 	r := c.req
 	if n := len(r.DNSNames) + len(r.IPAddresses) + len(r.EmailAddresses) + len(r.URIs); n > 0 {
-		return denyp(ReasonSANNotAllowed, "a kubelet client certificate must not have subject alternative names, the request has %d (DNS %q, IP %v, email %q, URI %v)",
-			n, r.DNSNames, r.IPAddresses, r.EmailAddresses, r.URIs)
+		return denyp(ReasonSANNotAllowed, "a kubelet client certificate must not have subject alternative names, the request has %d: %s",
+			n, echoList("names", slices.Concat(r.DNSNames, stringsOf(r.IPAddresses), r.EmailAddresses, stringsOf(r.URIs))))
 	}
 	return nil
 }
@@ -135,8 +155,8 @@ func checkUsages(auth certificatesv1.KeyUsage) check {
 		slices.Sort(got)
 		slices.Sort(want)
 		if !slices.Equal(got, want) {
-			return denyp(ReasonBadUsages, "usages %q are not allowed: want exactly %q and %q, plus %q for RSA keys only",
-				c.csr.Spec.Usages, certificatesv1.UsageDigitalSignature, auth, certificatesv1.UsageKeyEncipherment)
+			return denyp(ReasonBadUsages, "usages %s are not allowed: want exactly %q and %q, plus %q for RSA keys only",
+				echoList("usages", stringsOf(c.csr.Spec.Usages)), certificatesv1.UsageDigitalSignature, auth, certificatesv1.UsageKeyEncipherment)
 		}
 		return nil
 	}
@@ -161,7 +181,7 @@ func checkExpiration(p *Policy, c *candidate) *Decision {
 func checkNodeRenewsItself(_ *Policy, c *candidate) *Decision {
 	user := c.requester.Username
 	if strings.HasPrefix(user, nodePrefix) && user != c.req.Subject.CommonName {
-		return denyp(ReasonNodeMismatch, "node %q may not request a client certificate for %q", user, c.req.Subject.CommonName)
+		return denyp(ReasonNodeMismatch, "node %s may not request a client certificate for %s", echo(user), echo(c.req.Subject.CommonName))
 	}
 	return nil
 }
@@ -181,11 +201,11 @@ func authorizeClient(ctx context.Context, c *candidate, authz Authorizer) (Decis
 		}
 		if ok {
 			return Decision{Verdict: Approve, Reason: ReasonAutoApproved, Rule: rule,
-				Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule %s): %q may create certificatesigningrequests/%s", rule, c.requester.Username, sub)}, nil
+				Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule %s): %s may create certificatesigningrequests/%s", rule, echo(c.requester.Username), sub)}, nil
 		}
 	}
-	d := wait(ReasonNotAuthorized, "%q may not create certificatesigningrequests/%s: bind it to ClusterRole system:certificates.k8s.io:certificatesigningrequests:%s, or approve by hand",
-		c.requester.Username, subresources[0], subresources[0])
+	d := wait(ReasonNotAuthorized, "%s may not create certificatesigningrequests/%s: bind it to ClusterRole system:certificates.k8s.io:certificatesigningrequests:%s, or approve by hand",
+		echo(c.requester.Username), subresources[0], subresources[0])
 	d.Rule = rule
 	return d, nil
 }
@@ -195,7 +215,7 @@ func authorizeClient(ctx context.Context, c *candidate, authz Authorizer) (Decis
 func checkRequesterIsNode(_ *Policy, c *candidate) *Decision {
 	r := c.requester
 	if !strings.HasPrefix(r.Username, nodePrefix) || len(r.Username) == len(nodePrefix) || !slices.Contains(r.Groups, nodesGroup) {
-		return denyp(ReasonRequesterNotNode, "requester %q is not a node: serving certificates are approved only for a user %s<name> in group %s", r.Username, nodePrefix, nodesGroup)
+		return denyp(ReasonRequesterNotNode, "requester %s is not a node: serving certificates are approved only for a user %s<name> in group %s", echo(r.Username), nodePrefix, nodesGroup)
 	}
 	return nil
 }
@@ -203,7 +223,7 @@ func checkRequesterIsNode(_ *Policy, c *candidate) *Decision {
 // checkCommonNameIsRequester: node A may not ask for node B's certificate.
 func checkCommonNameIsRequester(_ *Policy, c *candidate) *Decision {
 	if cn := c.req.Subject.CommonName; cn != c.requester.Username {
-		return denyp(ReasonNodeMismatch, "subject common name %q is not the requester %q", cn, c.requester.Username)
+		return denyp(ReasonNodeMismatch, "subject common name %s is not the requester %s", echo(cn), echo(c.requester.Username))
 	}
 	return nil
 }
@@ -213,14 +233,15 @@ func checkCommonNameIsRequester(_ *Policy, c *candidate) *Decision {
 func checkServingSANs(_ *Policy, c *candidate) *Decision {
 	r := c.req
 	if len(r.EmailAddresses) > 0 || len(r.URIs) > 0 {
-		return denyp(ReasonSANNotAllowed, "email (%q) and URI (%v) subject alternative names are not allowed in a serving certificate", r.EmailAddresses, r.URIs)
+		return denyp(ReasonSANNotAllowed, "email and URI subject alternative names are not allowed in a serving certificate, the request has %s",
+			echoList("names", slices.Concat(r.EmailAddresses, stringsOf(r.URIs))))
 	}
 	if len(r.DNSNames) == 0 && len(r.IPAddresses) == 0 {
 		return denyp(ReasonMissingSAN, "a serving certificate needs at least one DNS name or IP address")
 	}
 	for _, name := range r.DNSNames {
 		if strings.Contains(name, "*") {
-			return denyp(ReasonSANNotAllowed, "wildcard DNS name %q is not allowed", name)
+			return denyp(ReasonSANNotAllowed, "wildcard DNS name %s is not allowed", echo(name))
 		}
 	}
 	return nil

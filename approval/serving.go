@@ -5,38 +5,116 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// checkSANPolicy: the operator's optional limits on serving SANs.
-func checkSANPolicy(p *Policy, c *candidate) *Decision {
-	if re := p.dnsScope; re != nil {
-		for _, name := range c.req.DNSNames {
-			if !re.MatchString(name) {
-				return denyp(ReasonSANForbiddenByPolicy, "DNS name %q does not match --allowed-dns-regex %q", name, re)
-			}
+// reservedPrefixes are never a node's own serving address, whatever the
+// scope: beside loopback, unspecified, link-local and multicast (netip's
+// predicates), IPv4's "this network" and limited broadcast, and IPv6's
+// deprecated IPv4-compatible addresses.
+var reservedPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("255.255.255.255/32"),
+	netip.MustParsePrefix("::/96"),
+}
+
+// reservedNames are in-cluster names of the API server and the local host.
+var reservedNames = []string{"kubernetes", "kubernetes.default", "localhost"}
+
+// checkReservedSANs: names and addresses no node may have a serving
+// certificate for, whatever the scope: the API server's (its Service's
+// ClusterIPs, its endpoints, its in-cluster names), any Service's (a
+// service CIDR, .svc names), the local host's, and special addresses. DNS
+// names must be lower-case DNS-1123 subdomains once lower-cased and without
+// a trailing dot, and must not read as an IP address.
+func checkReservedSANs(p *Policy, c *candidate) *Decision {
+	for _, name := range c.req.DNSNames {
+		if why := p.reservedName(canonicalDNS(name)); why != "" {
+			return denyp(ReasonSANReserved, "DNS name %s is not allowed: %s", echo(name), why)
 		}
 	}
-	if len(p.opts.AllowedIPs) == 0 {
-		return nil
-	}
 	for _, ip := range c.req.IPAddresses {
-		if !inAny(ip, p.opts.AllowedIPs) {
-			return denyp(ReasonSANForbiddenByPolicy, "IP address %s is outside --allowed-ip-cidrs %v", ip, p.opts.AllowedIPs)
+		if why := p.reservedIP(c, ip); why != "" {
+			return denyp(ReasonSANReserved, "IP address %s is not allowed: %s", echo(ip.String()), why)
 		}
 	}
 	return nil
 }
 
-func inAny(ip net.IP, prefixes []netip.Prefix) bool {
+// reservedName says why a canonical DNS name is not allowed, or "".
+func (p *Policy) reservedName(name string) string {
+	if _, err := netip.ParseAddr(name); err == nil || looksNumeric(name) {
+		return "it is an IP address, not a DNS name"
+	}
+	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+		return "not a valid DNS name: " + errs[0]
+	}
+	domain := p.clusterDomain()
+	switch {
+	case slices.Contains(reservedNames, name), strings.HasSuffix(name, ".localhost"):
+		return "it is a name of the API server or the local host"
+	case name == "svc", strings.HasSuffix(name, ".svc"), name == "svc."+domain, strings.HasSuffix(name, ".svc."+domain):
+		return "it is a Service's name (.svc)"
+	}
+	return ""
+}
+
+// looksNumeric: the last label is a decimal or hexadecimal number, which
+// URL parsers and inet_aton read as an IPv4 address ("127.1", "0x7f.1").
+func looksNumeric(name string) bool {
+	last := name[strings.LastIndexByte(name, '.')+1:]
+	if h, ok := strings.CutPrefix(last, "0x"); ok {
+		last = h
+		return strings.Trim(last, "0123456789abcdef") == ""
+	}
+	return last != "" && strings.Trim(last, "0123456789") == ""
+}
+
+func (p *Policy) clusterDomain() string {
+	if d := canonicalDNS(p.opts.ClusterDomain); d != "" {
+		return d
+	}
+	return DefaultClusterDomain
+}
+
+// reservedIP says why an IP address is not allowed, or "".
+func (p *Policy) reservedIP(c *candidate, ip net.IP) string {
 	addr, ok := netip.AddrFromSlice(ip)
 	if !ok {
-		return false
+		return "not an IP address"
 	}
 	addr = addr.Unmap()
+	switch {
+	case addr.IsLoopback(), addr.IsUnspecified(), addr.IsLinkLocalUnicast(), addr.IsLinkLocalMulticast(),
+		addr.IsInterfaceLocalMulticast(), addr.IsMulticast(), inPrefixes(addr, reservedPrefixes):
+		return "loopback, unspecified, link-local, multicast or broadcast"
+	case inPrefixes(addr, p.opts.ServiceCIDRs):
+		return "inside a service CIDR"
+	}
+	if view := c.in.Cluster; view != nil {
+		if inPrefixes(addr, view.ServiceCIDRs()) {
+			return "inside a service CIDR"
+		}
+		for _, a := range view.APIServerAddresses() {
+			if a.Unmap() == addr {
+				return "an address of the API server"
+			}
+		}
+	}
+	return ""
+}
+
+// inPrefixes reports whether an unmapped address is in any prefix; an
+// IPv4-mapped IPv6 prefix counts as the IPv4 prefix it maps.
+func inPrefixes(addr netip.Addr, prefixes []netip.Prefix) bool {
 	for _, p := range prefixes {
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
 		if p.Contains(addr) {
 			return true
 		}
@@ -44,16 +122,57 @@ func inAny(ip net.IP, prefixes []netip.Prefix) bool {
 	return false
 }
 
+// checkServingScope: serving certificates are approved only inside a scope
+// of node addresses the operator configured (a DNS pattern, IP ranges):
+// without one, a compromised node could list any address in its status and
+// get a certificate for it. Until then serving CSRs are left alone, with
+// one Event saying why.
+func checkServingScope(p *Policy, _ *candidate) *Decision {
+	if p.dnsScope != nil || len(p.opts.AllowedIPs) > 0 {
+		return nil
+	}
+	return &Decision{Verdict: Ignore, Reason: ReasonNoServingScope, Notify: true,
+		Message: "serving certificates are not approved until a scope of node addresses (an allowed DNS pattern or allowed IP ranges) is configured; left for a human to decide"}
+}
+
+// checkSANPolicy: every DNS name must match the allowed DNS pattern and
+// every IP address be in the allowed IP ranges; a kind of SAN without a
+// scope is not allowed at all.
+func checkSANPolicy(p *Policy, c *candidate) *Decision {
+	for _, name := range c.req.DNSNames {
+		if p.dnsScope == nil {
+			return denyp(ReasonSANForbiddenByPolicy, "DNS name %s is not allowed: no allowed DNS pattern is configured", echo(name))
+		}
+		if !p.dnsScope.MatchString(canonicalDNS(name)) {
+			return denyp(ReasonSANForbiddenByPolicy, "DNS name %s does not match the allowed DNS pattern %s", echo(name), echo(p.opts.AllowedDNSRegex))
+		}
+	}
+	for _, ip := range c.req.IPAddresses {
+		if len(p.opts.AllowedIPs) == 0 {
+			return denyp(ReasonSANForbiddenByPolicy, "IP address %s is not allowed: no allowed IP ranges are configured", echo(ip.String()))
+		}
+		if !inAny(ip, p.opts.AllowedIPs) {
+			return denyp(ReasonSANForbiddenByPolicy, "IP address %s is outside the allowed IP ranges %s", echo(ip.String()), echoList("ranges", stringsOf(p.opts.AllowedIPs)))
+		}
+	}
+	return nil
+}
+
+func inAny(ip net.IP, prefixes []netip.Prefix) bool {
+	addr, ok := netip.AddrFromSlice(ip)
+	return ok && inPrefixes(addr.Unmap(), prefixes)
+}
+
 // checkNodeKnown: the Node must exist, and have reported its addresses,
 // before its SANs can be compared with them. Until then there is no opinion.
 func checkNodeKnown(_ *Policy, c *candidate) *Decision {
 	name := strings.TrimPrefix(c.req.Subject.CommonName, nodePrefix)
 	if c.node == nil || c.node.Name != name {
-		d := wait(ReasonNodeNotFound, "Node %q does not exist yet", name)
+		d := wait(ReasonNodeNotFound, "Node %s does not exist yet", echo(name))
 		return &d
 	}
 	if len(c.node.Status.Addresses) == 0 {
-		d := wait(ReasonNodeAddressesUnknown, "Node %q has not reported its addresses yet", name)
+		d := wait(ReasonNodeAddressesUnknown, "Node %s has not reported its addresses yet", echo(name))
 		return &d
 	}
 	return nil
@@ -65,16 +184,49 @@ func checkSANsAreNodeAddresses(_ *Policy, c *candidate) *Decision {
 	names, ips := nodeAddresses(c.node)
 	for _, name := range c.req.DNSNames {
 		if !names[canonicalDNS(name)] {
-			return denyp(ReasonSANNotNodeAddress, "DNS name %q is not an address of Node %q (its addresses: %s)", name, c.node.Name, formatAddresses(c.node))
+			return denyp(ReasonSANNotNodeAddress, "DNS name %s is not an address of Node %s (its addresses: %s)", echo(name), echo(c.node.Name), formatAddresses(c.node))
 		}
 	}
 	for _, ip := range c.req.IPAddresses {
 		addr, ok := netip.AddrFromSlice(ip)
 		if !ok || !ips[addr.Unmap()] {
-			return denyp(ReasonSANNotNodeAddress, "IP address %s is not an address of Node %q (its addresses: %s)", ip, c.node.Name, formatAddresses(c.node))
+			return denyp(ReasonSANNotNodeAddress, "IP address %s is not an address of Node %s (its addresses: %s)", echo(ip.String()), echo(c.node.Name), formatAddresses(c.node))
 		}
 	}
 	return nil
+}
+
+// checkSANsUnique: no SAN may be an address that another Node also lists.
+// A node writes its own status.addresses; one that lists a neighbour's
+// address must not get a certificate to impersonate it.
+func checkSANsUnique(_ *Policy, c *candidate) *Decision {
+	view := c.in.Cluster
+	if view == nil {
+		return nil
+	}
+	for _, san := range canonicalSANs(c) {
+		for _, other := range view.NodesWithAddress(san) {
+			if other != c.node.Name {
+				return denyp(ReasonSANNotUnique, "%s is also an address of Node %s: a serving certificate is approved only for addresses no other Node lists", echo(san), echo(other))
+			}
+		}
+	}
+	return nil
+}
+
+// canonicalSANs returns the DNS names and IP addresses of the request in
+// canonical form (see ClusterView.NodesWithAddress).
+func canonicalSANs(c *candidate) []string {
+	s := make([]string, 0, len(c.req.DNSNames)+len(c.req.IPAddresses))
+	for _, name := range c.req.DNSNames {
+		s = append(s, canonicalDNS(name))
+	}
+	for _, ip := range c.req.IPAddresses {
+		if addr, ok := netip.AddrFromSlice(ip); ok {
+			s = append(s, addr.Unmap().String())
+		}
+	}
+	return s
 }
 
 // nodeAddresses splits a Node's addresses into DNS names and IPs by type.
@@ -99,16 +251,20 @@ func canonicalDNS(name string) string {
 	return strings.TrimSuffix(strings.ToLower(name), ".")
 }
 
+// formatAddresses lists a Node's addresses, bounded: a node writes them.
 func formatAddresses(node *corev1.Node) string {
 	s := make([]string, len(node.Status.Addresses))
 	for i, a := range node.Status.Addresses {
 		s[i] = fmt.Sprintf("%s=%s", a.Type, a.Address)
 	}
-	return strings.Join(s, ", ")
+	return echoList("addresses", s)
 }
 
-// approveServing is reached only when every serving check passed.
+// approveServing is reached only when every serving check passed. Its
+// message is the audit trail: the SANs approved and the Node's
+// resourceVersion they were checked against.
 func approveServing(_ context.Context, c *candidate, _ Authorizer) (Decision, error) {
 	return Decision{Verdict: Approve, Reason: ReasonAutoApproved, Rule: "kubelet-serving",
-		Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule kubelet-serving): every SAN is an address of Node %q", c.node.Name)}, nil
+		Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule kubelet-serving): SANs %s are addresses of Node %s at resourceVersion %s",
+			echoList("SANs", canonicalSANs(c)), echo(c.node.Name), echo(c.node.ResourceVersion))}, nil
 }
