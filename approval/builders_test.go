@@ -97,6 +97,25 @@ func (s csrSpec) build(t testing.TB) *certificatesv1.CertificateSigningRequest {
 		DNSNames: s.dns, IPAddresses: s.ips, EmailAddresses: s.emails, URIs: s.uris,
 		ExtraExtensions: s.extraExts,
 	}
+	if s.extraNames != nil {
+		// pkix.Name drops CommonName and Organization when ExtraNames
+		// has the same type: write every attribute in its own RDN.
+		var rdns pkix.RDNSequence
+		if s.cn != "" {
+			rdns = append(rdns, pkix.RelativeDistinguishedNameSET{{Type: oidCommonName, Value: s.cn}})
+		}
+		for _, o := range s.org {
+			rdns = append(rdns, pkix.RelativeDistinguishedNameSET{{Type: oidOrganization, Value: o}})
+		}
+		for _, atv := range s.extraNames {
+			rdns = append(rdns, pkix.RelativeDistinguishedNameSET{atv})
+		}
+		raw, err := asn1.Marshal(rdns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl.RawSubject = raw
+	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, s.key)
 	if err != nil {
 		t.Fatal(err)

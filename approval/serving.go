@@ -262,9 +262,9 @@ func formatAddresses(node *corev1.Node) string {
 
 // approveServing is reached only when every serving check passed. Its
 // message is the audit trail: the SANs approved and the Node's
-// resourceVersion they were checked against.
+// resourceVersion they were checked against (set by the API server, short).
 func approveServing(_ context.Context, c *candidate, _ Authorizer) (Decision, error) {
 	return Decision{Verdict: Approve, Reason: ReasonAutoApproved, Rule: "kubelet-serving",
 		Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule kubelet-serving): SANs %s are addresses of Node %s at resourceVersion %s",
-			echoList("SANs", canonicalSANs(c)), echo(c.node.Name), echo(c.node.ResourceVersion))}, nil
+			echoList("SANs", canonicalSANs(c)), echo(c.node.Name), c.node.ResourceVersion)}, nil
 }
