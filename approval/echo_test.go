@@ -125,10 +125,12 @@ func TestMessagesBounded(t *testing.T) {
 func TestEveryMessageBounded(t *testing.T) {
 	long := strings.Repeat("x", 10_000)
 	mods := map[string]func(s *csrSpec){
-		"long common name":    func(s *csrSpec) { s.cn = long },
-		"long node name":      func(s *csrSpec) { s.cn = nodePrefix + long },
-		"long organizations":  func(s *csrSpec) { s.org = []string{long, long, long} },
-		"long usages":         func(s *csrSpec) { s.usages = []certificatesv1.KeyUsage{certificatesv1.KeyUsage(long), certificatesv1.KeyUsage(long)} },
+		"long common name":   func(s *csrSpec) { s.cn = long },
+		"long node name":     func(s *csrSpec) { s.cn = nodePrefix + long },
+		"long organizations": func(s *csrSpec) { s.org = []string{long, long, long} },
+		"long usages": func(s *csrSpec) {
+			s.usages = []certificatesv1.KeyUsage{certificatesv1.KeyUsage(long), certificatesv1.KeyUsage(long)}
+		},
 		"long requester":      func(s *csrSpec) { s.requester.Username = nodePrefix + long },
 		"long bootstrap user": func(s *csrSpec) { s.requester.Username = "system:bootstrap:" + long },
 		"long DNS names":      func(s *csrSpec) { s.dns = []string{long + ".a", long + ".b"} },
