@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -29,11 +30,13 @@ import (
 type approverFlags struct {
 	kubeconfig, dnsRegex, timeoutAction, metricsAddr string
 	leaseNamespace, leaseName                        string
-	signers, ipCIDRs                                 []string
+	clusterDomain, liveNodeAction                    string
+	signers, ipCIDRs, serviceCIDRs                   []string
 	workers, burst                                   int
 	qps                                              float32
 	dryRun, leaderElect                              bool
 	maxExpiration, pendingTimeout, sarTTL            time.Duration
+	nodeAliveGrace                                   time.Duration
 	leaseDuration, renewDeadline, retryPeriod        time.Duration
 }
 
@@ -46,21 +49,28 @@ func newApproverCommand() *cobra.Command {
 
   client CSRs  (kubernetes.io/kube-apiserver-client-kubelet): kube-controller-manager's
                checks, then a SubjectAccessReview for the requester on
-               certificatesigningrequests/nodeclient or /selfnodeclient
-  serving CSRs (kubernetes.io/kubelet-serving): the requesting node asks for itself, and
-               every DNS name and IP is one of its Node's status.addresses
+               certificatesigningrequests/nodeclient or /selfnodeclient; a
+               bootstrap token never takes over a live node (its Lease was
+               renewed within --node-alive-grace): see --live-node-action
+  serving CSRs (kubernetes.io/kubelet-serving): only inside the scope you set with
+               --allowed-ip-cidrs and/or --allowed-dns-regex (without one they
+               are left pending, with one Event saying so); the requesting node
+               asks for itself, every DNS name and IP is one of its Node's
+               status.addresses and no other Node's, and never a Service or
+               API server address, loopback, link-local or a .svc name
 
-Anything malformed is denied with a message saying what was wrong; CSRs of other
-signers are never read. Run it with kube-controller-manager's csrapproving
-controller off (--controllers=*,-csrapproving). See docs/approver.md.`,
+Anything malformed or oversized is denied with a short message saying what was
+wrong; CSRs of other signers are never read. Run it with kube-controller-manager's
+csrapproving controller off (--controllers=*,-csrapproving). See docs/approver.md.`,
 		Example: `  # in a cluster (in-cluster config), two replicas: see deploy/approver/
   tlsboot approver --leader-elect-namespace tlsboot-system
 
   # out of cluster, one replica, only logging what it would do
   tlsboot approver --kubeconfig admin.conf --leader-elect=false --dry-run
 
-  # serving certificates only for names under .nodes.example.com and IPs in 10.0.0.0/8
-  tlsboot approver --allowed-dns-regex '^[a-z0-9-]+\.nodes\.example\.com$' --allowed-ip-cidrs 10.0.0.0/8`,
+  # serving certificates for names under .nodes.example.com and IPs in 10.0.0.0/16
+  # (the regex always matches the whole name: no ^...$ needed)
+  tlsboot approver --allowed-dns-regex '[a-z0-9-]+\.nodes\.example\.com' --allowed-ip-cidrs 10.0.0.0/16`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runApprover(cmd.Context(), &f)
@@ -77,8 +87,12 @@ func (f *approverFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.workers, "workers", approver.DefaultWorkers, "CSRs decided in parallel")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "log the decision for each CSR and change nothing")
 	fs.DurationVar(&f.maxExpiration, "max-expiration", 365*24*time.Hour, "deny CSRs whose spec.expirationSeconds is longer (0: no limit)")
-	fs.StringVar(&f.dnsRegex, "allowed-dns-regex", "", "serving CSRs: every DNS name must also match this regular expression")
-	fs.StringSliceVar(&f.ipCIDRs, "allowed-ip-cidrs", nil, "serving CSRs: every IP must also be in one of these CIDRs")
+	fs.StringVar(&f.dnsRegex, "allowed-dns-regex", "", "serving scope: every DNS name of a serving CSR must match this regular expression, which is always anchored (matches the whole name); with --allowed-ip-cidrs, serving CSRs are approved only inside the scope, and left pending without one")
+	fs.StringSliceVar(&f.ipCIDRs, "allowed-ip-cidrs", nil, "serving scope: every IP of a serving CSR must be in one of these CIDRs (where nodes serve; never a Service range)")
+	fs.StringSliceVar(&f.serviceCIDRs, "service-cidrs", nil, "Service IP ranges, never approved in a serving certificate; used with the cluster's ServiceCIDR objects (and instead of them when there are none)")
+	fs.StringVar(&f.clusterDomain, "cluster-domain", approval.DefaultClusterDomain, "the cluster's DNS domain: names under .svc and .svc.<domain> are never approved")
+	fs.DurationVar(&f.nodeAliveGrace, "node-alive-grace", approval.DefaultNodeAliveGrace, "a Node whose kubelet Lease (or Ready heartbeat) was renewed this recently is alive: a bootstrap token may not take over its identity")
+	fs.StringVar(&f.liveNodeAction, "live-node-action", "deny", "a bootstrap client CSR for a live Node: deny, or leave it pending for a human (with one Event)")
 	fs.DurationVar(&f.pendingTimeout, "pending-timeout", time.Hour, "how long a CSR may wait for its Node or its permission (0: forever)")
 	fs.StringVar(&f.timeoutAction, "pending-timeout-action", "leave", "after --pending-timeout: leave (for a human) or deny")
 	fs.DurationVar(&f.sarTTL, "sar-cache-ttl", approver.DefaultSARCacheTTL, fmt.Sprintf("reuse a SubjectAccessReview answer for the same requester and permission this long (0: never, at most %s)", approver.MaxSARCacheTTL))
@@ -95,7 +109,8 @@ func (f *approverFlags) register(cmd *cobra.Command) {
 
 // policy turns the policy flags into approval options, or a usage error.
 func (f *approverFlags) policy() (*approval.Policy, error) {
-	opts := approval.Options{MaxExpiration: f.maxExpiration, PendingTimeout: f.pendingTimeout}
+	opts := approval.Options{MaxExpiration: f.maxExpiration, PendingTimeout: f.pendingTimeout,
+		ClusterDomain: f.clusterDomain, NodeAliveGrace: f.nodeAliveGrace}
 	switch f.timeoutAction {
 	case "leave":
 	case "deny":
@@ -103,7 +118,29 @@ func (f *approverFlags) policy() (*approval.Policy, error) {
 	default:
 		return nil, usageError{fmt.Errorf("--pending-timeout-action %q: use leave or deny", f.timeoutAction)}
 	}
+	switch f.liveNodeAction {
+	case "deny":
+	case "leave":
+		opts.LeaveLiveNode = true
+	default:
+		return nil, usageError{fmt.Errorf("--live-node-action %q: use deny or leave", f.liveNodeAction)}
+	}
+	if f.nodeAliveGrace <= 0 {
+		return nil, usageError{fmt.Errorf("--node-alive-grace %s: must be positive", f.nodeAliveGrace)}
+	}
+	if errs := validation.IsDNS1123Subdomain(f.clusterDomain); len(errs) > 0 {
+		return nil, usageError{fmt.Errorf("--cluster-domain %q: %s", f.clusterDomain, errs[0])}
+	}
+	for _, s := range f.serviceCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--service-cidrs: %w", err)}
+		}
+		opts.ServiceCIDRs = append(opts.ServiceCIDRs, p.Masked())
+	}
 	if f.dnsRegex != "" {
+		// Compiled alone first: approval.New wraps it in ^(?:...)$, and a
+		// pattern such as "a)|(b" would otherwise escape the anchors.
 		if _, err := regexp.Compile(f.dnsRegex); err != nil {
 			return nil, usageError{fmt.Errorf("--allowed-dns-regex: %w", err)}
 		}
@@ -160,6 +197,11 @@ func (f *approverFlags) restConfig() (*rest.Config, error) {
 	}
 	cfg.QPS, cfg.Burst = f.qps, f.burst
 	cfg.UserAgent = "tlsboot-approver"
+	// Protobuf, as kube-controller-manager: smaller and cheaper to decode
+	// than JSON, which matters for the few oversized objects the informers
+	// must still read once.
+	cfg.ContentType = "application/vnd.kubernetes.protobuf"
+	cfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	return cfg, nil
 }
 
@@ -190,7 +232,11 @@ func runApprover(ctx context.Context, f *approverFlags) error {
 	m.SetPending(ctrl.Pending)
 	reg := metrics.NewRegistry()
 	reg.MustRegister(m)
-	klog.FromContext(ctx).Info("Serving metrics and health", "address", listener.Addr().String())
+	logger := klog.FromContext(ctx)
+	if f.dnsRegex == "" && len(f.ipCIDRs) == 0 && slices.Contains(f.signers, "kubernetes.io/kubelet-serving") {
+		logger.Info("No serving scope: serving CSRs are left pending, each with one Event; set --allowed-ip-cidrs and/or --allowed-dns-regex to approve them")
+	}
+	logger.Info("Serving metrics and health", "address", listener.Addr().String())
 	return serveApprover(ctx, &metrics.Server{Registry: reg, Ready: ctrl.Ready}, listener, func(ctx context.Context) error {
 		return ctrl.Run(ctx, f.leaderElection())
 	})
@@ -220,8 +266,21 @@ func (f *approverFlags) controllerOptions(client kubernetes.Interface, p *approv
 	}
 	return approver.Options{
 		Client: client, Policy: p, Signers: f.signers, Workers: f.workers, DryRun: f.dryRun,
-		SARCacheTTL: ttl, Identity: identity(), Hooks: hooks,
+		SARCacheTTL: ttl, Identity: identity(), Hooks: hooks, Hint: approverHint,
 	}
+}
+
+// approverHint is what an operator can do about a CSR the approver leaves
+// pending or denies for reason: the policy's messages say what is wrong,
+// the command knows its flags.
+func approverHint(reason string) string {
+	switch reason {
+	case approval.ReasonNoServingScope:
+		return "To approve serving certificates, run tlsboot approver with --allowed-ip-cidrs and/or --allowed-dns-regex set to the addresses and names your nodes serve on (the regex is anchored)"
+	case approval.ReasonNodeAlive:
+		return "To re-provision this node, delete its Node object first; a request left pending can also be decided by hand (kubectl certificate approve|deny)"
+	}
+	return ""
 }
 
 func (f *approverFlags) leaderElection() *approver.LeaderElection {

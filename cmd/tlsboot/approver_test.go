@@ -4,6 +4,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/tlsboot/tlsboot/approval"
 )
 
 func TestApproverFlagErrors(t *testing.T) {
@@ -19,6 +21,11 @@ func TestApproverFlagErrors(t *testing.T) {
 		{[]string{"--signers", "example.com/x"}, `--signers: "example.com/x" is not supported`},
 		{[]string{"--leader-elect-renew-deadline", "20s"}, "--leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration"},
 		{[]string{"--kube-api-qps", "0"}, "--kube-api-qps must be positive"},
+		{[]string{"--live-node-action", "explode"}, `--live-node-action "explode": use deny or leave`},
+		{[]string{"--node-alive-grace", "0s"}, "--node-alive-grace 0s: must be positive"},
+		{[]string{"--cluster-domain", "Cluster_Local"}, `--cluster-domain "Cluster_Local"`},
+		{[]string{"--service-cidrs", "10.96.0.0"}, "--service-cidrs"},
+		{[]string{"--allowed-dns-regex", "a)|(b"}, "--allowed-dns-regex"},
 		{[]string{"extra"}, "unknown command"},
 	} {
 		err := run(t.Context(), append([]string{"approver"}, tc.args...), io.Discard, io.Discard)
@@ -28,6 +35,9 @@ func TestApproverFlagErrors(t *testing.T) {
 		}
 		if code := exitCode(err); code != 2 && tc.args[0] != "extra" {
 			t.Errorf("%v: exit code %d, want 2 (usage)", tc.args, code)
+		}
+		if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %q is more than one line", tc.args, err)
 		}
 	}
 }
@@ -41,5 +51,25 @@ func TestApproverNeedsAConfig(t *testing.T) {
 	err = run(t.Context(), []string{"approver", "--kubeconfig", "/nonexistent"}, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "loading --kubeconfig /nonexistent") {
 		t.Errorf("error %v, want one naming the kubeconfig", err)
+	}
+}
+
+// The policy's messages say what is wrong; the command's hints name its
+// flags and the way out.
+func TestApproverHints(t *testing.T) {
+	for reason, want := range map[string][]string{
+		approval.ReasonNoServingScope: {"--allowed-ip-cidrs", "--allowed-dns-regex"},
+		approval.ReasonNodeAlive:      {"delete its Node object"},
+		approval.ReasonAutoApproved:   nil,
+	} {
+		got := approverHint(reason)
+		if want == nil && got != "" {
+			t.Errorf("hint for %s = %q, want none", reason, got)
+		}
+		for _, w := range want {
+			if !strings.Contains(got, w) {
+				t.Errorf("hint for %s = %q, want it to contain %q", reason, got, w)
+			}
+		}
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"k8s.io/client-go/informers"
 	certinformers "k8s.io/client-go/informers/certificates/v1"
 	"k8s.io/client-go/kubernetes"
+	coordinationlisters "k8s.io/client-go/listers/coordination/v1"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
@@ -92,7 +93,11 @@ type Options struct {
 	// EventClient writes Events; default Client. Give it its own rate
 	// limiter so that Events never delay decisions in a burst.
 	EventClient kubernetes.Interface
-	Hooks       Hooks
+	// Hint, if set, returns advice for an operator about a decision's
+	// reason (which flag to set, what to do), or "". It is added to the
+	// Event and the log line, never to the CSR's condition.
+	Hint  func(reason string) string
+	Hooks Hooks
 }
 
 // Validate reports the first invalid option.
@@ -151,11 +156,16 @@ type Controller struct {
 	authz   *sarAuthorizer
 	csrs    map[string]certinformers.CertificateSigningRequestInformer // by signer
 	nodes   corelisters.NodeLister
-	synced  []cache.InformerSynced
-	starts  []func(stop <-chan struct{})
-	limiter workqueue.TypedRateLimiter[key]
-	queue   workqueue.TypedRateLimitingInterface[key]
-	ready   atomic.Bool // caches synced
+	leases  coordinationlisters.LeaseNamespaceLister
+	cluster *clusterView
+	// notified remembers the CSRs left pending with an Event, so that
+	// each gets one (see Decision.Notify).
+	notified notifiedSet
+	synced   []cache.InformerSynced
+	starts   []func(stop <-chan struct{})
+	limiter  workqueue.TypedRateLimiter[key]
+	queue    workqueue.TypedRateLimitingInterface[key]
+	ready    atomic.Bool // caches synced
 	// recorder is set by Run before any worker starts.
 	recorder EventRecorder
 }
@@ -170,6 +180,7 @@ func New(opts Options) (*Controller, error) {
 		opts:     opts,
 		authz:    newSARAuthorizer(opts.Client.AuthorizationV1().SubjectAccessReviews(), opts.SARCacheTTL, opts.Clock, opts.Hooks.SubjectAccessReview),
 		csrs:     map[string]certinformers.CertificateSigningRequestInformer{},
+		cluster:  &clusterView{},
 		limiter:  workqueue.NewTypedItemExponentialFailureRateLimiter[key](baseRetryDelay, opts.MaxRetryDelay),
 		recorder: opts.Recorder, // nil: Run starts an eventWriter
 	}
@@ -177,20 +188,27 @@ func New(opts Options) (*Controller, error) {
 	if err := c.watchCSRs(); err != nil {
 		return nil, err
 	}
-	if err := c.watchNodes(); err != nil {
-		return nil, err
+	for _, watch := range []func() error{c.watchNodes, c.watchLeases, c.watchAPIServer} {
+		if err := watch(); err != nil {
+			return nil, err
+		}
 	}
 	return c, nil
 }
 
 // watchCSRs makes one informer per signer, filtered by the API server on
-// spec.signerName, indexed by the node the CSR names.
+// spec.signerName, indexed by the node the CSR names. The cache holds the
+// transformCSR form of each CSR: no metadata, and no request over
+// approval.MaxRequestBytes.
 func (c *Controller) watchCSRs() error {
 	for _, signer := range c.opts.Signers {
 		selector := fields.OneTermEqualSelector("spec.signerName", signer).String()
 		f := informers.NewSharedInformerFactoryWithOptions(c.opts.Client, c.opts.Resync,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
 		inf := f.Certificates().V1().CertificateSigningRequests()
+		if err := inf.Informer().SetTransform(transformCSR); err != nil {
+			return fmt.Errorf("watching certificate signing requests: %w", err)
+		}
 		if err := inf.Informer().AddIndexers(cache.Indexers{nodeIndex: indexByNode}); err != nil {
 			return fmt.Errorf("indexing certificate signing requests: %w", err)
 		}
@@ -206,11 +224,27 @@ func (c *Controller) watchCSRs() error {
 
 func (c *Controller) csrHandler(signer string) cache.ResourceEventHandler {
 	add := func(obj any) {
-		if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok && !approval.Decided(csr) {
+		csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
+		switch {
+		case !ok:
+		case approval.Decided(csr):
+			c.notified.forget(csr.UID)
+		default:
 			c.queue.Add(key{signer, csr.Name})
 		}
 	}
-	return cache.ResourceEventHandlerFuncs{AddFunc: add, UpdateFunc: func(_, obj any) { add(obj) }}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    add,
+		UpdateFunc: func(_, obj any) { add(obj) },
+		DeleteFunc: func(obj any) {
+			if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+				obj = d.Obj
+			}
+			if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok {
+				c.notified.forget(csr.UID)
+			}
+		},
+	}
 }
 
 // Ready reports nil once the caches have synced: the replica can decide,

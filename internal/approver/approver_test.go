@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -25,6 +26,9 @@ import (
 	"github.com/tlsboot/tlsboot/approval"
 	"github.com/tlsboot/tlsboot/csr"
 )
+
+// tenSlash8 is a serving scope for the tests' node addresses.
+var tenSlash8 = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
 
 var bootstrapUser = []string{"system:bootstrappers", "system:bootstrappers:kubeadm:default-node-token"}
 
@@ -186,11 +190,11 @@ func TestApprovalWriteConflictAndNotFound(t *testing.T) {
 	client := fake.NewClientset()
 	allowSARs(client, true, nil)
 	var updates atomic.Int32
-	client.PrependReactor("update", "certificatesigningrequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
+	client.PrependReactor("patch", "certificatesigningrequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if a.GetSubresource() != "approval" {
 			return false, nil, nil
 		}
-		name := a.(k8stesting.UpdateAction).GetObject().(*certificatesv1.CertificateSigningRequest).Name
+		name := a.(k8stesting.PatchAction).GetName()
 		gr := schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests"}
 		switch {
 		case name == "gone":
@@ -226,6 +230,9 @@ func TestOtherSignerUntouched(t *testing.T) {
 	h.waitCondition(t, "n1", certificatesv1.CertificateApproved)
 	h.stop()
 	for _, a := range client.Actions() {
+		if p, ok := a.(k8stesting.PatchAction); ok && p.GetName() == "other" {
+			t.Errorf("the approver wrote to a CSR of another signer: %v", a)
+		}
 		if u, ok := a.(k8stesting.UpdateAction); ok && a.GetVerb() == "update" && u.GetObject().(metav1.Object).GetName() == "other" {
 			t.Errorf("the approver wrote to a CSR of another signer: %v", a)
 		}
@@ -263,7 +270,7 @@ func TestPendingTimeoutDenies(t *testing.T) {
 	obj := newCSR(t, "serving", csr.NodeServing("n1", priv.Public(), nil, []net.IP{net.ParseIP("10.0.0.1")}), "system:node:n1", []string{"system:nodes"})
 	client := fake.NewClientset(obj)
 	clk := clocktesting.NewFakeClock(obj.CreationTimestamp.Time)
-	policy, _ := approval.New(approval.Options{PendingTimeout: time.Hour, DenyOnTimeout: true})
+	policy, _ := approval.New(approval.Options{PendingTimeout: time.Hour, DenyOnTimeout: true, AllowedIPs: tenSlash8})
 	ctrl, err := New(Options{Client: client, Policy: policy, Clock: clk, Recorder: record.NewFakeRecorder(10)})
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +319,10 @@ func TestNodeAppearingRequeues(t *testing.T) {
 	priv, _ := csr.GenerateKey(csr.ECDSAP256)
 	obj := newCSR(t, "serving", csr.NodeServing("n1", priv.Public(), nil, []net.IP{net.ParseIP("10.0.0.1")}), "system:node:n1", []string{"system:nodes"})
 	client := fake.NewClientset()
-	h := start(t, client, func(o *Options) { o.MaxRetryDelay = time.Hour })
+	h := start(t, client, func(o *Options) {
+		o.MaxRetryDelay = time.Hour
+		o.Policy, _ = approval.New(approval.Options{AllowedIPs: tenSlash8})
+	})
 	h.create(t, obj)
 	err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
 		return h.ctrl.Ready() == nil, nil

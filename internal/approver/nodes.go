@@ -1,13 +1,21 @@
 package approver
 
 import (
+	"context"
 	"fmt"
 	"slices"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 
 	"github.com/tlsboot/tlsboot/approval"
 )
@@ -27,11 +35,17 @@ func indexByNode(obj any) ([]string, error) {
 	return nil, nil
 }
 
-// watchNodes reads Nodes from a shared informer; serving CSRs are checked
-// against the cached Node's status.addresses.
+// watchNodes reads Nodes from a shared informer, indexed by address; the
+// policy reads the Node a CSR names and which Nodes list an address.
 func (c *Controller) watchNodes() error {
 	f := informers.NewSharedInformerFactory(c.opts.Client, c.opts.Resync)
 	inf := f.Core().V1().Nodes()
+	if err := inf.Informer().SetTransform(transformNode); err != nil {
+		return fmt.Errorf("watching nodes: %w", err)
+	}
+	if err := inf.Informer().AddIndexers(cache.Indexers{addressIndex: indexByAddress}); err != nil {
+		return fmt.Errorf("indexing nodes: %w", err)
+	}
 	_, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { c.nodeChanged(obj) },
 		UpdateFunc: func(old, obj any) {
@@ -46,6 +60,75 @@ func (c *Controller) watchNodes() error {
 		return fmt.Errorf("watching nodes: %w", err)
 	}
 	c.nodes = inf.Lister()
+	c.cluster.nodes = inf.Informer().GetIndexer()
+	c.synced = append(c.synced, inf.Informer().HasSynced)
+	c.starts = append(c.starts, f.Start)
+	return nil
+}
+
+// watchLeases reads the kubelets' Leases in kube-node-lease: with the Node
+// they tell whether a node is alive.
+func (c *Controller) watchLeases() error {
+	f := informers.NewSharedInformerFactoryWithOptions(c.opts.Client, 0, informers.WithNamespace(nodeLeaseNamespace))
+	inf := f.Coordination().V1().Leases()
+	if err := inf.Informer().SetTransform(transformLease); err != nil {
+		return fmt.Errorf("watching node leases: %w", err)
+	}
+	c.leases = inf.Lister().Leases(nodeLeaseNamespace)
+	c.synced = append(c.synced, inf.Informer().HasSynced)
+	c.starts = append(c.starts, f.Start)
+	return nil
+}
+
+// watchAPIServer reads the default/kubernetes Service (only it: a field
+// selector on its name, which RBAC can restrict by resourceNames) and its
+// EndpointSlices (by label).
+func (c *Controller) watchAPIServer() error {
+	byName := fields.OneTermEqualSelector("metadata.name", apiServerService).String()
+	sf := informers.NewSharedInformerFactoryWithOptions(c.opts.Client, 0, informers.WithNamespace(apiServerNamespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = byName }))
+	svc := sf.Core().V1().Services()
+	if err := svc.Informer().SetTransform(transformService); err != nil {
+		return fmt.Errorf("watching the %s service: %w", apiServerService, err)
+	}
+	byService := labels.SelectorFromSet(labels.Set{discoveryv1.LabelServiceName: apiServerService}).String()
+	ef := informers.NewSharedInformerFactoryWithOptions(c.opts.Client, 0, informers.WithNamespace(apiServerNamespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = byService }))
+	eps := ef.Discovery().V1().EndpointSlices()
+	if err := eps.Informer().SetTransform(transformEndpointSlice); err != nil {
+		return fmt.Errorf("watching the endpoints of the %s service: %w", apiServerService, err)
+	}
+	c.cluster.services = svc.Lister().Services(apiServerNamespace)
+	c.cluster.slices = eps.Lister().EndpointSlices(apiServerNamespace)
+	c.synced = append(c.synced, svc.Informer().HasSynced, eps.Informer().HasSynced)
+	c.starts = append(c.starts, sf.Start, ef.Start)
+	return nil
+}
+
+// watchServiceCIDRs reads the ServiceCIDR objects, if the API server serves
+// them (networking.k8s.io/v1, Kubernetes 1.33 and later). Without them the
+// policy has --service-cidrs and the kubernetes Service's ClusterIPs.
+func (c *Controller) watchServiceCIDRs(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	gv := networkingv1.SchemeGroupVersion.String()
+	list, err := c.opts.Client.Discovery().ServerResourcesForGroupVersion(gv)
+	switch {
+	case apierrors.IsNotFound(err):
+		logger.Info("The API server does not serve ServiceCIDRs: only --service-cidrs and the kubernetes Service's ClusterIPs are known service addresses", "groupVersion", gv)
+		return nil
+	case err != nil:
+		// Discovery is flaky at times; the informer itself will tell.
+		logger.V(1).Info("Discovery failed; watching ServiceCIDRs anyway", "groupVersion", gv, "err", err)
+	case !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "servicecidrs" }):
+		logger.Info("The API server does not serve ServiceCIDRs: only --service-cidrs and the kubernetes Service's ClusterIPs are known service addresses", "groupVersion", gv)
+		return nil
+	}
+	f := informers.NewSharedInformerFactory(c.opts.Client, 0)
+	inf := f.Networking().V1().ServiceCIDRs()
+	if err := inf.Informer().SetTransform(transformServiceCIDR); err != nil {
+		return fmt.Errorf("watching service CIDRs: %w", err)
+	}
+	c.cluster.serviceCIDRs = inf.Lister()
 	c.synced = append(c.synced, inf.Informer().HasSynced)
 	c.starts = append(c.starts, f.Start)
 	return nil

@@ -34,6 +34,9 @@ func (c *Controller) Run(ctx context.Context, le *LeaderElection) error {
 	defer c.queue.ShutDown()
 	stopRecorder := c.startRecorder(ctx)
 	defer stopRecorder()
+	if err := c.watchServiceCIDRs(ctx); err != nil {
+		return err
+	}
 	for _, start := range c.starts {
 		start(ctx.Done())
 	}

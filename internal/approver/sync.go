@@ -2,6 +2,7 @@ package approver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 
 	"github.com/tlsboot/tlsboot/approval"
@@ -63,6 +65,9 @@ func (c *Controller) sync(ctx context.Context, k key) (retry bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// The policy bounds what it echoes from the request; this bounds the
+	// rest, whatever a future check writes.
+	d.Message = truncate(d.Message, maxMessageBytes)
 	logger := klog.FromContext(ctx).WithValues("csr", csr.Name, "signer", k.signer, "requester", csr.Spec.Username)
 	switch d.Verdict {
 	case approval.Wait:
@@ -70,20 +75,66 @@ func (c *Controller) sync(ctx context.Context, k key) (retry bool, err error) {
 		return true, nil
 	case approval.Ignore:
 		logger.V(3).Info("Leaving certificate signing request alone", "reason", d.Reason, "message", d.Message)
+		if d.Notify {
+			c.notify(logger, csr, d)
+		}
 		return false, nil
 	}
 	return false, c.apply(ctx, logger, csr, d)
 }
 
-// input gathers what the policy reads: the CSR, its Node, the time.
+// maxMessageBytes bounds a condition message, an Event and a logged
+// message: approval.MaxEchoBytes of request content plus the policy's own
+// words.
+const maxMessageBytes = 4 * approval.MaxEchoBytes
+
+// input gathers what the policy reads, from the caches only: the CSR, the
+// Node its common name names and that node's Lease, the cluster view, the
+// size of a request the cache dropped, the time.
 func (c *Controller) input(csr *certificatesv1.CertificateSigningRequest) approval.Input {
-	in := approval.Input{CSR: csr, Now: c.opts.Clock.Now()}
-	if csr.Spec.SignerName == certificatesv1.KubeletServingSignerName {
-		if name := approval.NodeName(csr); name != "" {
-			in.Node, _ = c.nodes.Get(name) // not found: nil, the policy waits
+	in := approval.Input{CSR: csr, Now: c.opts.Clock.Now(), Cluster: c.cluster, DroppedRequestBytes: DroppedRequestBytes(csr)}
+	if in.DroppedRequestBytes > 0 {
+		return in // nothing to parse: denied by name
+	}
+	if name := approval.NodeName(csr); name != "" {
+		if node, err := c.nodes.Get(name); err == nil {
+			in.Node = node
+		}
+		if lease, err := c.leases.Get(name); err == nil {
+			in.NodeLease = lease
 		}
 	}
 	return in
+}
+
+// notify records the one Event of a CSR left pending with Notify, with the
+// operator hint for its reason.
+func (c *Controller) notify(logger klog.Logger, csr *certificatesv1.CertificateSigningRequest, d approval.Decision) {
+	if !c.notified.add(csr.UID) {
+		return
+	}
+	hint := c.hint(d.Reason)
+	kv := []any{"reason", d.Reason, "rule", d.Rule, "message", d.Message, "hint", hint}
+	if c.opts.DryRun {
+		logger.Info("Dry run: would leave certificate signing request pending and record an Event", kv...)
+		return
+	}
+	logger.Info("Leaving certificate signing request pending", kv...)
+	c.recorder.Event(csr, corev1.EventTypeWarning, d.Reason, withHint(d.Message, hint))
+}
+
+func (c *Controller) hint(reason string) string {
+	if c.opts.Hint == nil {
+		return ""
+	}
+	return truncate(c.opts.Hint(reason), approval.MaxEchoBytes)
+}
+
+func withHint(msg, hint string) string {
+	if hint == "" {
+		return msg
+	}
+	return msg + ". " + hint
 }
 
 // requeueWaiting looks at a waiting CSR again after its per-item backoff,
@@ -100,20 +151,30 @@ func (c *Controller) requeueWaiting(ctx context.Context, k key) {
 }
 
 // apply writes an approve or deny decision, records an Event and reports it.
-// The write carries the resourceVersion the policy saw: if the CSR changed
-// meanwhile (another approver decided it), the API server refuses it and we
-// decide again from the new version.
+//
+// The write is a JSON patch of the approval subresource that sets the
+// resourceVersion the policy saw and appends one condition: if the CSR
+// changed meanwhile (another approver decided it), the API server refuses
+// it and we decide again from the new version. Nothing else of the cached
+// copy is sent, so what the cache transform dropped (metadata, an oversized
+// request) is never written back.
 func (c *Controller) apply(ctx context.Context, logger klog.Logger, csr *certificatesv1.CertificateSigningRequest, d approval.Decision) error {
 	now := c.opts.Clock.Now()
+	hint := c.hint(d.Reason)
 	kv := []any{"verdict", d.Verdict.String(), "reason", d.Reason, "rule", d.Rule, "message", d.Message}
+	if hint != "" {
+		kv = append(kv, "hint", hint)
+	}
 	if c.opts.DryRun {
 		logger.Info("Dry run: would decide certificate signing request", kv...)
 		c.decided(csr, d, now)
 		return nil
 	}
-	update := csr.DeepCopy()
-	update.Status.Conditions = append(update.Status.Conditions, condition(d, now))
-	_, err := c.opts.Client.CertificatesV1().CertificateSigningRequests().UpdateApproval(ctx, csr.Name, update, metav1.UpdateOptions{})
+	patch, err := approvalPatch(csr, condition(d, now))
+	if err != nil {
+		return err
+	}
+	_, err = c.opts.Client.CertificatesV1().CertificateSigningRequests().Patch(ctx, csr.Name, types.JSONPatchType, patch, metav1.PatchOptions{}, "approval")
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -125,9 +186,30 @@ func (c *Controller) apply(ctx context.Context, logger klog.Logger, csr *certifi
 	if d.Verdict == approval.Deny {
 		eventType = corev1.EventTypeWarning
 	}
-	c.recorder.Event(csr, eventType, d.Reason, d.Message)
+	c.recorder.Event(csr, eventType, d.Reason, withHint(d.Message, hint))
 	c.decided(csr, d, now)
 	return nil
+}
+
+// approvalPatch is the JSON patch (RFC 6902) that adds cond to csr's
+// conditions, valid only if the CSR is still at csr's resourceVersion.
+func approvalPatch(csr *certificatesv1.CertificateSigningRequest, cond certificatesv1.CertificateSigningRequestCondition) ([]byte, error) {
+	type op struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value"`
+	}
+	ops := []op{{Op: "replace", Path: "/metadata/resourceVersion", Value: csr.ResourceVersion}}
+	if len(csr.Status.Conditions) == 0 {
+		ops = append(ops, op{Op: "add", Path: "/status/conditions", Value: []certificatesv1.CertificateSigningRequestCondition{cond}})
+	} else {
+		ops = append(ops, op{Op: "add", Path: "/status/conditions/-", Value: cond})
+	}
+	b, err := json.Marshal(ops)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the decision: %w", err)
+	}
+	return b, nil
 }
 
 func (c *Controller) decided(csr *certificatesv1.CertificateSigningRequest, d approval.Decision, now time.Time) {
