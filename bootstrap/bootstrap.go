@@ -72,6 +72,10 @@ type Options struct {
 	// re-attaching to the CSR that issued the certificate being replaced.
 	// A temporary key left by an unfinished run is still reused.
 	FreshKey bool
+	// InsecureWarned says the caller already warned (WarnInsecure) about
+	// a bootstrap kubeconfig that skips TLS verification; Run then does
+	// not warn again.
+	InsecureWarned bool
 }
 
 func (o *Options) setDefaults() {
@@ -165,6 +169,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 		cfg, reason = nil, "forced"
 	}
 	if cfg != nil {
+		if !opts.InsecureWarned {
+			WarnInsecure(ctx, opts.BootstrapKubeconfigPath)
+		}
 		res.Reason = "kubeconfig is usable"
 		res.CertPath = cfg.CertFile
 		res.Certificate = leaf
@@ -177,6 +184,9 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	bootCfg, err := kubeconfig.Load(opts.BootstrapKubeconfigPath)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap %w", err)
+	}
+	if !opts.InsecureWarned {
+		warnInsecure(logger, bootCfg, opts.BootstrapKubeconfigPath)
 	}
 	store, err := openStore(opts.CertDir, opts.CertPrefix)
 	if err != nil {
@@ -223,6 +233,25 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	logger.Info("Client certificate issued", "csr", res.CSRName, "subject", cert.Leaf.Subject.String(),
 		"notAfter", cert.Leaf.NotAfter.UTC().Format(time.RFC3339), "kubeconfig", opts.KubeconfigPath)
 	return res, nil
+}
+
+// WarnInsecure logs one line at level 0 when the bootstrap kubeconfig at
+// path sets insecure-skip-tls-verify: the bootstrap token then goes to
+// whoever answers. A file that is missing or does not load is not warned
+// about here; Run reports it when it needs the file.
+func WarnInsecure(ctx context.Context, path string) {
+	if path == "" {
+		return
+	}
+	if cfg, err := kubeconfig.Load(path); err == nil {
+		warnInsecure(klog.FromContext(ctx), cfg, path)
+	}
+}
+
+func warnInsecure(logger klog.Logger, cfg *rest.Config, path string) {
+	if w := kubeconfig.InsecureWarning(cfg, "bootstrap kubeconfig", path); w != "" {
+		logger.Info("WARNING: " + w)
+	}
 }
 
 type loadedKey struct {
@@ -304,8 +333,15 @@ func loadKey(ctx context.Context, store *certstore.Store, opts Options) (key cry
 // loadTempKey reuses the temporary key at tmpPath or creates it.
 func loadTempKey(ctx context.Context, tmpPath string, keyType csr.KeyType) (key crypto.Signer, keyPEM []byte, _ string, err error) {
 	logger := klog.FromContext(ctx)
-	keyPEM, err = os.ReadFile(tmpPath)
+	// The temporary key is used only if it is a regular file (not
+	// followed through a link) of the running user with mode 0600:
+	// anything else may have been planted, and is neither used nor
+	// changed.
+	keyPEM, err = atomicfile.ReadPrivateFile(tmpPath)
+	var unsafe *atomicfile.UnsafeFileError
 	switch {
+	case errors.As(err, &unsafe):
+		return nil, nil, "", fmt.Errorf("temporary key %w", err)
 	case err == nil:
 		key, err := csr.ParsePrivateKeyPEM(keyPEM)
 		if err != nil {

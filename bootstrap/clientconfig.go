@@ -45,6 +45,7 @@ func LoadClientConfig(ctx context.Context, kubeconfigPath, bootstrapPath, certDi
 	if err != nil {
 		return nil, nil, fmt.Errorf("bootstrap %w", err)
 	}
+	warnInsecure(logger, bootCfg, bootstrapPath)
 	store, err := openStore(certDir, DefaultCertPrefix)
 	if err != nil {
 		return nil, nil, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/csrwait"
+	"github.com/tlsboot/tlsboot/kubeconfig"
 )
 
 // retryBackoff paces retries of a CSR create while the server is
@@ -30,6 +31,7 @@ var retryBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jit
 type server struct {
 	cfg    *rest.Config
 	client kubernetes.Interface // authenticates with the bootstrap credentials
+	roots  *x509.CertPool       // the cluster CA of the kubeconfig; nil if it names none
 
 	firstUnauthorized time.Time // when a 401 was first seen that readiness could not explain
 }
@@ -43,8 +45,27 @@ func newServer(cfg *rest.Config) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &server{cfg: cfg, client: client}, nil
+	roots, err := kubeconfig.CAPool(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &server{cfg: cfg, client: client, roots: roots}, nil
 }
+
+// UnsafeCertificateError reports an issued certificate that matches the
+// request's key and names but that a node must not hold (see
+// csr.CertificateError). It was not stored; the temporary key is kept.
+type UnsafeCertificateError struct {
+	CSR string
+	Err *csr.CertificateError
+}
+
+func (e *UnsafeCertificateError) Error() string {
+	return fmt.Sprintf("certificate signing request %s: %v, not stored: check the signer of %s, then delete the CSR with 'kubectl delete csr %s' and run again",
+		e.CSR, e.Err, e.CSR, e.CSR)
+}
+
+func (e *UnsafeCertificateError) Unwrap() error { return e.Err }
 
 // waitForServer polls /healthz with jitter until it answers, for at most
 // d. A server that stays silent is not an error (the CSR create is tried
@@ -115,7 +136,13 @@ func (s *server) request(ctx context.Context, req csr.Request, key crypto.Signer
 		return nil, err
 	}
 	res.Issuance = time.Since(submitted)
-	if _, err := csr.Check(certPEM, key, req, opts.Now()); err != nil {
+	if _, err := csr.Check(certPEM, key, req, opts.Now(), s.roots); err != nil {
+		var unsafe *csr.CertificateError
+		if errors.As(err, &unsafe) {
+			// The key and names match, but the certificate is not one a
+			// node may hold: a CA, other usages, or another CA's.
+			return nil, &UnsafeCertificateError{CSR: name, Err: unsafe}
+		}
 		return nil, fmt.Errorf("certificate signing request %s: the signer returned an unusable certificate, not stored: %w; check the signer, then delete the CSR with 'kubectl delete csr %s' and run again", name, err, name)
 	}
 	return certPEM, nil

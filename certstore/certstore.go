@@ -82,7 +82,8 @@ var ErrNoCertificate = errors.New("no certificate stored")
 type Options struct {
 	// Dir is the certificate directory, e.g. /var/lib/kubelet/pki. It is
 	// made absolute by Open and created with mode 0700 if missing; an
-	// existing directory keeps its mode.
+	// existing directory keeps its mode, and Open refuses it (an
+	// *atomicfile.InsecureDirError) when it is group- or world-writable.
 	Dir string
 	// Prefix names the pair, e.g. "kubelet-client" or "kubelet-server".
 	// Several prefixes may share one directory: a store only ever removes
@@ -146,6 +147,12 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("certstore: creating directory: %w", err)
 	}
+	// A directory others can write to lets them plant or swap keys and
+	// links. It was made by the operator (MkdirAll creates 0700), so it is
+	// refused, not silently chmodded.
+	if err := atomicfile.CheckDir(dir, "certificate directory"); err != nil {
+		return nil, fmt.Errorf("certstore: %w", err)
+	}
 	s := &Store{dir: dir, prefix: opts.Prefix, keep: opts.Keep, now: opts.Now, onErr: opts.OnPruneError}
 	if s.keep == 0 {
 		s.keep = defaultKeep
@@ -179,7 +186,7 @@ func (s *Store) legacyKey() string   { return filepath.Join(s.dir, s.prefix+".ke
 // unreadable or corrupt pair gives an error naming the file.
 func (s *Store) Current() (*tls.Certificate, error) {
 	cur := s.CurrentPath()
-	data, err := os.ReadFile(cur)
+	data, err := atomicfile.ReadFile(cur)
 	if err == nil {
 		cert, err := parsePair(data, data)
 		if err != nil {
@@ -205,11 +212,11 @@ func (s *Store) Current() (*tls.Certificate, error) {
 // readLegacy reads the kubelet's legacy pair. Like client-go it is used only
 // when both files exist; otherwise the error wraps os.ErrNotExist.
 func (s *Store) readLegacy() (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(s.legacyCert())
+	certPEM, err := atomicfile.ReadFile(s.legacyCert())
 	if err != nil {
 		return nil, fmt.Errorf("certstore: %w", err)
 	}
-	keyPEM, err := os.ReadFile(s.legacyKey())
+	keyPEM, err := atomicfile.ReadFile(s.legacyKey())
 	if err != nil {
 		return nil, fmt.Errorf("certstore: %w", err)
 	}

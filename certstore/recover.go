@@ -14,10 +14,11 @@ import (
 // client-go's, may have left in the directory. It runs once, in Open, and
 // only ever touches names of this store's prefix. The cases, in order:
 //
-//  1. Temporary files of internal/atomicfile (.<name>.tmp-* and
-//     .<prefix>-current.pem.tmp-link) for -current.pem or a timestamped
-//     file: removed. The rename that would have published them never
-//     happened, so the old state is intact.
+//  1. Temporary files of internal/atomicfile (.<name>.tmp-*, which covers
+//     the random .<prefix>-current.pem.tmp-link-* and the fixed
+//     .tmp-link of older versions) for -current.pem or a timestamped file:
+//     removed. The rename that would have published them never happened,
+//     so the old state is intact.
 //  2. An empty timestamped file: a name reserved by Update whose content was
 //     never written. Removed, unless -current.pem points at it.
 //  3. client-go's <prefix>-updated.pem symlink (client-go removes
@@ -147,7 +148,7 @@ func (s *Store) repairDangling() error {
 	}
 	for _, f := range files {
 		p := filepath.Join(s.dir, f.name)
-		data, err := os.ReadFile(p)
+		data, err := atomicfile.ReadFile(p)
 		if err != nil {
 			continue
 		}

@@ -49,7 +49,7 @@ func TestCheck(t *testing.T) {
 			if data == nil {
 				data = issue(t, tt.spec)
 			}
-			cert, err := Check(data, key, tt.req, testNow)
+			cert, err := Check(data, key, tt.req, testNow, nil)
 			if tt.wantErr == "" {
 				if err != nil || cert == nil {
 					t.Fatalf("Check() = %v, %v", cert, err)

@@ -29,20 +29,12 @@ import (
 )
 
 // Load reads the kubeconfig at path and returns the REST config of its
-// current context. Errors name the file and what is wrong with it.
+// current context. Errors name the file and what is wrong with it. The file
+// is read with a limit of atomicfile.MaxReadSize (1 MiB).
 func Load(path string) (*rest.Config, error) {
-	if _, err := os.Stat(path); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("kubeconfig %s does not exist", path)
-		}
-		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	// The loading rules, unlike clientcmd.LoadFromFile, resolve relative
-	// paths in the file against the file's directory, as kubectl does.
-	loader := &clientcmd.ClientConfigLoadingRules{ExplicitPath: path}
-	raw, err := loader.Load()
+	raw, err := loadRaw(path)
 	if err != nil {
-		return nil, fmt.Errorf("kubeconfig %s cannot be parsed: %w", path, oneLine(err))
+		return nil, err
 	}
 	if raw.CurrentContext == "" {
 		return nil, fmt.Errorf("kubeconfig %s has no current-context: set one with 'kubectl config use-context --kubeconfig %s NAME'", path, path)
@@ -50,11 +42,79 @@ func Load(path string) (*rest.Config, error) {
 	if _, ok := raw.Contexts[raw.CurrentContext]; !ok {
 		return nil, fmt.Errorf("kubeconfig %s: current-context %q is not defined in contexts", path, raw.CurrentContext)
 	}
-	cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, raw.CurrentContext, &clientcmd.ConfigOverrides{}, loader).ClientConfig()
+	cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, raw.CurrentContext, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig %s is not usable: %w", path, oneLine(err))
 	}
 	return cfg, nil
+}
+
+// loadRaw reads and parses the kubeconfig at path like clientcmd's loading
+// rules for an explicit path, but with a size limit: clientcmd would read
+// a file of any size into memory.
+func loadRaw(path string) (*clientcmdapi.Config, error) {
+	data, err := atomicfile.ReadFile(path)
+	if err != nil {
+		var tooLarge *atomicfile.TooLargeError
+		var notRegular *atomicfile.NotRegularError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			return nil, fmt.Errorf("kubeconfig %s does not exist", path)
+		case errors.As(err, &tooLarge) || errors.As(err, &notRegular):
+			return nil, fmt.Errorf("kubeconfig %w", err)
+		}
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	raw, err := clientcmd.Load(data)
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig %s cannot be parsed: %w", path, oneLine(err))
+	}
+	// Relative paths in the file are resolved against the file's
+	// directory, as kubectl and the loading rules do.
+	for _, c := range raw.Clusters {
+		c.LocationOfOrigin = path
+	}
+	for _, a := range raw.AuthInfos {
+		a.LocationOfOrigin = path
+	}
+	for _, c := range raw.Contexts {
+		c.LocationOfOrigin = path
+	}
+	if err := clientcmd.ResolveLocalPaths(raw); err != nil {
+		return nil, fmt.Errorf("kubeconfig %s: %w", path, err)
+	}
+	return raw, nil
+}
+
+// InsecureWarning returns the one-line warning for a kubeconfig whose
+// cluster skips TLS verification of the API server, or "" when it does
+// not. what names the file's role, e.g. "bootstrap kubeconfig".
+func InsecureWarning(cfg *rest.Config, what, path string) string {
+	if cfg == nil || !cfg.Insecure {
+		return ""
+	}
+	return fmt.Sprintf("%s %s sets insecure-skip-tls-verify: its credentials travel over a connection that does not verify the API server, so anyone on the path can take them; set certificate-authority(-data) instead", what, path)
+}
+
+// CAPool returns the certificate authorities cfg trusts for the API
+// server (CAData, else CAFile read with the size limit), or nil when it
+// names none (system roots, or insecure-skip-tls-verify).
+func CAPool(cfg *rest.Config) (*x509.CertPool, error) {
+	data := cfg.CAData
+	if len(data) == 0 && cfg.CAFile != "" {
+		var err error
+		if data, err = atomicfile.ReadFile(cfg.CAFile); err != nil {
+			return nil, fmt.Errorf("reading the certificate authority: %w", err)
+		}
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, errors.New("the certificate authority data holds no PEM certificate")
+	}
+	return pool, nil
 }
 
 // ErrNotExist is wrapped by Check when the kubeconfig does not exist.
@@ -116,12 +176,12 @@ func CheckClientCertificate(cfg *rest.Config, now time.Time) (*x509.Certificate,
 func clientCredentials(cfg *rest.Config) (certPEM, keyPEM []byte, err error) {
 	certPEM, keyPEM = cfg.CertData, cfg.KeyData
 	if len(certPEM) == 0 && cfg.CertFile != "" {
-		if certPEM, err = os.ReadFile(cfg.CertFile); err != nil {
+		if certPEM, err = atomicfile.ReadFile(cfg.CertFile); err != nil {
 			return nil, nil, fmt.Errorf("reading client certificate: %w", err)
 		}
 	}
 	if len(keyPEM) == 0 && cfg.KeyFile != "" {
-		if keyPEM, err = os.ReadFile(cfg.KeyFile); err != nil {
+		if keyPEM, err = atomicfile.ReadFile(cfg.KeyFile); err != nil {
 			return nil, nil, fmt.Errorf("reading client key: %w", err)
 		}
 	}
@@ -184,7 +244,9 @@ func Node(cluster *rest.Config, pemPath string) *clientcmdapi.Config {
 }
 
 // Write writes cfg to path atomically with mode 0600, creating the
-// directory with mode 0700 if it is missing. File paths in cfg are made
+// directory with mode 0700 if it is missing and refusing (an
+// *atomicfile.InsecureDirError) a directory its group or everyone can
+// write to. File paths in cfg are made
 // absolute first, so the kubeconfig works from any working directory.
 func Write(path string, cfg *clientcmdapi.Config) error {
 	cfg = cfg.DeepCopy()
@@ -205,13 +267,19 @@ func Write(path string, cfg *clientcmdapi.Config) error {
 	if err != nil {
 		return fmt.Errorf("encoding kubeconfig %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("writing kubeconfig: %w", err)
 	}
+	if err := atomicfile.CheckDir(dir, "kubeconfig directory"); err != nil {
+		return err
+	}
 	// A node re-bootstrapping usually writes what is already there: skip
-	// the write (and its fsyncs) then.
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
-		return os.Chmod(path, 0o600)
+	// the write (and its fsyncs) when the file is private and identical.
+	// Anything else (a link, another owner, a wider mode) is replaced by
+	// the atomic write, never chmodded in place.
+	if old, err := atomicfile.ReadPrivateFile(path); err == nil && bytes.Equal(old, data) {
+		return nil
 	}
 	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
 		return fmt.Errorf("writing kubeconfig: %w", err)

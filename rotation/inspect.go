@@ -95,7 +95,7 @@ func (m *Manager) mismatch(cur *tls.Certificate) error {
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cur.Leaf.Raw})
 	// csr.Check also checks validity at the time given; validity was
 	// checked above, so check names only, at a time inside the window.
-	_, err := csr.Check(certPEM, key, m.opts.Template(key.Public()), cur.Leaf.NotBefore)
+	_, err := csr.Check(certPEM, key, m.opts.Template(key.Public()), cur.Leaf.NotBefore, nil)
 	return err
 }
 

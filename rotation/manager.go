@@ -71,6 +71,12 @@ type Options struct {
 	ReuseKey bool
 	// Template returns the request for a key (required).
 	Template func(pub crypto.PublicKey) csr.Request
+	// Roots, if set, returns the cluster CA that an issued certificate
+	// must chain to (nil: no such check), read at every renewal. An
+	// issued certificate that is a CA, has other extended key usages
+	// than Template asks for, or does not chain to Roots is never stored
+	// (a *MismatchError wrapping a *csr.CertificateError).
+	Roots func() (*x509.CertPool, error)
 	// Client returns a client that authenticates with the node's current
 	// client certificate (required).
 	Client func(ctx context.Context) (kubernetes.Interface, error)

@@ -94,6 +94,12 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 	if err != nil {
 		return fmt.Errorf("building a client with the current client certificate: %w", err)
 	}
+	var roots *x509.CertPool
+	if m.opts.Roots != nil {
+		if roots, err = m.opts.Roots(); err != nil {
+			return fmt.Errorf("reading the cluster CA to check issued certificates against: %w", err)
+		}
+	}
 	key, keyPEM, err := m.key(ctx)
 	if err != nil {
 		return err
@@ -105,7 +111,7 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 			return err
 		}
 	}
-	certPEM, issuance, err := m.obtain(ctx, client, name, req, key, m.waitLimit())
+	certPEM, issuance, err := m.obtain(ctx, client, name, req, key, roots, m.waitLimit())
 	if err != nil {
 		return err
 	}
@@ -122,7 +128,7 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 
 // obtain submits the CSR, waits for its certificate and checks it against
 // the request. It returns the time from submission to issuance.
-func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer, limit time.Duration) ([]byte, time.Duration, error) {
+func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer, roots *x509.CertPool, limit time.Duration) ([]byte, time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	submitted := m.opts.Clock.Now()
 	obj, created, err := csr.Submit(ctx, client, name, req, key)
@@ -147,7 +153,7 @@ func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name 
 		return nil, 0, err
 	}
 	issuance := m.opts.Clock.Since(submitted)
-	if _, err := csr.Check(certPEM, key, req, m.opts.Clock.Now()); err != nil {
+	if _, err := csr.Check(certPEM, key, req, m.opts.Clock.Now(), roots); err != nil {
 		// The next attempt must not re-attach to this CSR and get the
 		// same certificate again: a new key gives a new CSR name.
 		m.removeTempKey(ctx)
@@ -206,7 +212,16 @@ func (m *Manager) key(ctx context.Context) (crypto.Signer, []byte, error) {
 		keyPEM, err := csr.MarshalPrivateKeyPEM(signer)
 		return signer, keyPEM, err
 	}
-	if data, err := os.ReadFile(m.opts.TempKeyPath); err == nil {
+	data, err := atomicfile.ReadPrivateFile(m.opts.TempKeyPath)
+	var unsafe *atomicfile.UnsafeFileError
+	switch {
+	case errors.As(err, &unsafe):
+		// A link, a FIFO, another user's file or one others can read:
+		// not ours to use, replace or remove.
+		return nil, nil, storeError{fmt.Errorf("temporary key: %w", err)}
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		return nil, nil, storeError{fmt.Errorf("reading temporary key: %w", err)}
+	case err == nil:
 		key, perr := csr.ParsePrivateKeyPEM(data)
 		stale := perr == nil && curErr == nil && publicEqual(key.Public(), cur.Leaf.PublicKey)
 		if perr == nil && !stale {

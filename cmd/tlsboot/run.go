@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/internal/agent"
 )
 
@@ -114,6 +115,10 @@ SIGHUP renews every certificate now. Between deadlines the agent sleeps.`,
 			if err != nil {
 				return err
 			}
+			// Once per start, whether or not the credentials are used
+			// now: they will be whenever the agent has to recover.
+			bootstrap.WarnInsecure(cmd.Context(), opts.Bootstrap.BootstrapKubeconfigPath)
+			opts.Bootstrap.InsecureWarned = true
 			return agent.Run(cmd.Context(), opts)
 		},
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 	"github.com/tlsboot/tlsboot/rotation"
 )
@@ -38,6 +39,7 @@ func (a *agent) clientOptions(hooks rotation.Hooks) rotation.Options {
 			return r
 		},
 		Client:         a.nodeClient,
+		Roots:          a.clusterRoots,
 		Recover:        a.recover,
 		Verify:         a.verify,
 		Usable:         a.kubeconfigUsesStore,
@@ -91,7 +93,7 @@ func (a *agent) nodeClient(context.Context) (kubernetes.Interface, error) {
 	if err != nil {
 		return nil, err
 	}
-	pair, err := os.ReadFile(a.client.CurrentPath())
+	pair, err := atomicfile.ReadFile(a.client.CurrentPath())
 	if err != nil {
 		return nil, fmt.Errorf("reading the client certificate: %w", err)
 	}
@@ -101,6 +103,16 @@ func (a *agent) nodeClient(context.Context) (kubernetes.Interface, error) {
 		cfg.UserAgent = "tlsboot"
 	}
 	return kubernetes.NewForConfig(cfg)
+}
+
+// clusterRoots returns the CA of the node kubeconfig's cluster, which a
+// renewed client certificate must chain to (nil when it names none).
+func (a *agent) clusterRoots() (*x509.CertPool, error) {
+	cfg, err := kubeconfig.Load(a.opts.Bootstrap.KubeconfigPath)
+	if err != nil {
+		return nil, err
+	}
+	return kubeconfig.CAPool(cfg)
 }
 
 // verify asks the API server who the current certificate is; a 401 means

@@ -8,14 +8,21 @@
 package atomicfile
 
 import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
 
 // WriteFile writes data to name like os.WriteFile, but atomically and
-// durably. The file gets mode perm (not masked by the umask). On error the
-// target is left untouched and no temporary file remains.
+// durably. The file gets mode perm (not masked by the umask), set with
+// fchmod on the temporary file this call created exclusively under a
+// random name (os.CreateTemp: O_CREATE|O_EXCL), so no name another user
+// could create in advance is ever written, and nothing is chmodded through a
+// path. On error the target is left untouched and no temporary file remains.
 func WriteFile(name string, data []byte, perm os.FileMode) (err error) {
 	dir, base := filepath.Split(name)
 	if dir == "" {
@@ -52,25 +59,39 @@ func WriteFile(name string, data []byte, perm os.FileMode) (err error) {
 
 // Symlink makes name a symbolic link to target, replacing whatever name was
 // (a link or a regular file) with a single rename, and fsyncs the directory.
+// The new link is first created under a random temporary name in the same
+// directory; symlink(2) never follows or replaces an existing name, so a
+// name someone else created in advance is never used.
 func Symlink(target, name string) error {
 	dir, base := filepath.Split(name)
 	if dir == "" {
 		dir = "."
 	}
-	// A fixed temporary name is enough: callers serialize updates of one
-	// link, and a leftover from a crash is simply replaced.
-	tmp := filepath.Join(dir, "."+base+".tmp-link")
-	if err := os.Remove(tmp); err != nil && !os.IsNotExist(err) {
-		return err
-	}
-	if err := os.Symlink(target, tmp); err != nil {
-		return err
+	var tmp string
+	for tries := 0; ; tries++ {
+		tmp = filepath.Join(dir, "."+base+".tmp-link-"+randomSuffix())
+		err := os.Symlink(target, tmp)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrExist) || tries >= 100 {
+			return err
+		}
 	}
 	if err := os.Rename(tmp, name); err != nil {
 		os.Remove(tmp)
 		return err
 	}
 	return SyncDir(dir)
+}
+
+// randomSuffix returns 12 random hex digits.
+func randomSuffix() string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	return hex.EncodeToString(b[:])
 }
 
 // SyncDir fsyncs the directory dir, making renames and creations in it durable.

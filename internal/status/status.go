@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 	"github.com/tlsboot/tlsboot/rotation"
 )
@@ -137,7 +138,7 @@ func certificate(dir, name, prefix string, opts Options) Certificate {
 		c.PendingKey = filepath.Join(dir, prefix+".key.tmp")
 	}
 	c.StaleFiles = stale(dir, prefix, c.Path)
-	data, err := os.ReadFile(c.Path)
+	data, err := atomicfile.ReadFile(c.Path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		c.State = StateMissing

@@ -120,6 +120,14 @@ type Spec struct {
 	Lifetime  time.Duration // used when NotAfter is zero; default 24h
 	DNSNames  []string
 	IPs       []net.IP
+	// ExtKeyUsage defaults to what the Kubernetes node signers issue:
+	// client auth without SANs, server auth with them.
+	ExtKeyUsage []x509.ExtKeyUsage
+	// KeyUsage defaults to digital signature.
+	KeyUsage x509.KeyUsage
+	// IsCA issues a CA certificate (basicConstraints CA:TRUE), as a
+	// malicious or broken signer might.
+	IsCA bool
 }
 
 // Issued is a certificate and, when Issue made the key, its key.
@@ -130,7 +138,8 @@ type Issued struct {
 	KeyPEM  []byte
 }
 
-// Issue signs a client-and-server certificate as the CA.
+// Issue signs a certificate as the CA: by default a leaf for client auth,
+// or for server auth when it has SANs, like the Kubernetes node signers.
 func (ca *CA) Issue(t testing.TB, s Spec) Issued {
 	t.Helper()
 	var out Issued
@@ -151,11 +160,23 @@ func (ca *CA) Issue(t testing.TB, s Spec) Issued {
 	if s.NotAfter.IsZero() {
 		s.NotAfter = s.NotBefore.Add(s.Lifetime)
 	}
+	if s.ExtKeyUsage == nil {
+		s.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+		if len(s.DNSNames) > 0 || len(s.IPs) > 0 {
+			s.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		}
+	}
+	if s.KeyUsage == 0 {
+		s.KeyUsage = x509.KeyUsageDigitalSignature
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: s.Subject, NotBefore: s.NotBefore, NotAfter: s.NotAfter,
 		DNSNames: s.DNSNames, IPAddresses: s.IPs,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+		KeyUsage:    s.KeyUsage,
+		ExtKeyUsage: s.ExtKeyUsage,
+	}
+	if s.IsCA {
+		tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, s.Key, ca.Key)
 	if err != nil {
