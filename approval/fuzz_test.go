@@ -2,9 +2,17 @@ package approval
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,25 +20,40 @@ import (
 )
 
 // FuzzDecide feeds arbitrary CSR content (the request, signer, usages and
-// requester are all chosen by whoever creates the CSR) to the policy with
-// an authorizer that grants everything. It must never panic, and whatever
-// it approves must be a well-formed node request from an acceptable
-// requester: the checks, not RBAC, are what this exercises.
+// requester are all chosen by whoever creates the CSR), with a Node whose
+// Lease is fresh or stale and a cluster view, to a policy with a wide
+// serving scope and an authorizer that grants everything. It must never
+// panic; every message must be within MaxMessageBytes; and whatever it
+// approves must be a well-formed node request from an acceptable requester,
+// with an allowed key, no CA extension, within the limits: the checks, not
+// RBAC, are what this exercises.
 func FuzzDecide(f *testing.F) {
 	key := testKey(f, "ecdsa")
 	good := clientSpec(key).build(f)
-	f.Add(good.Spec.Request, good.Spec.SignerName, "digital signature,client auth", good.Spec.Username)
-	f.Add(good.Spec.Request, certificatesv1.KubeletServingSignerName, "digital signature,server auth", "system:node:n1")
-	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"), good.Spec.SignerName, "client auth", "x")
-	f.Add([]byte{}, "", "", "")
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
-		{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}, {Type: corev1.NodeHostName, Address: "n1"}}}}
-	p, err := New(Options{})
+	serving := servingSpec(key).build(f)
+	ca := clientSpec(key)
+	ca.extraExts = []pkix.Extension{{Id: oidBasicConstraints, Critical: true, Value: mustMarshal(f, basicConstraints{IsCA: true, MaxPathLen: -1})}}
+	rsaReq := clientSpec(testKey(f, "rsa")).build(f)
+	f.Add(good.Spec.Request, good.Spec.SignerName, "digital signature,client auth", good.Spec.Username, int64(3600), 0)
+	f.Add(good.Spec.Request, good.Spec.SignerName, "digital signature,client auth", good.Spec.Username, int64(10), 0)
+	f.Add(good.Spec.Request, good.Spec.SignerName, "digital signature,client auth", "system:node:n1", int64(10), 0)
+	f.Add(rsaReq.Spec.Request, good.Spec.SignerName, "digital signature,key encipherment,client auth", good.Spec.Username, int64(3600), 0)
+	f.Add(ca.build(f).Spec.Request, good.Spec.SignerName, "digital signature,client auth", good.Spec.Username, int64(3600), 0)
+	f.Add(serving.Spec.Request, certificatesv1.KubeletServingSignerName, "digital signature,server auth", "system:node:n1", int64(0), 0)
+	f.Add(good.Spec.Request, certificatesv1.KubeletServingSignerName, "digital signature,server auth", "system:node:n1", int64(0), 0)
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n"), good.Spec.SignerName, "client auth", "x", int64(0), 0)
+	f.Add([]byte{}, "", "", "", int64(0), MaxRequestBytes+1)
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "n1", ResourceVersion: "7"}, Status: corev1.NodeStatus{Addresses: []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}, {Type: corev1.NodeHostName, Address: "n1"},
+		{Type: corev1.NodeInternalDNS, Address: "n1.example.internal"}, {Type: corev1.NodeExternalIP, Address: "fd00::1"},
+		{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: "kubernetes.default.svc"},
+	}}}
+	p, err := New(Options{AllowedDNSRegex: `.*`, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}})
 	if err != nil {
 		f.Fatal(err)
 	}
 	grantAll := AuthorizerFunc(func(context.Context, Requester, string) (bool, error) { return true, nil })
-	f.Fuzz(func(t *testing.T, request []byte, signer, usages, user string) {
+	f.Fuzz(func(t *testing.T, request []byte, signer, usages, user string, renewedAgo int64, dropped int) {
 		csr := &certificatesv1.CertificateSigningRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "fuzz", CreationTimestamp: metav1.NewTime(t0)},
 			Spec: certificatesv1.CertificateSigningRequestSpec{
@@ -41,9 +64,20 @@ func FuzzDecide(f *testing.F) {
 		for _, u := range strings.Split(usages, ",") {
 			csr.Spec.Usages = append(csr.Spec.Usages, certificatesv1.KeyUsage(u))
 		}
-		d, err := p.Decide(context.Background(), Input{CSR: csr, Node: node, Now: t0}, grantAll)
-		if err != nil || d.Verdict != Approve {
+		renewed := t0.Add(-time.Duration(renewedAgo) * time.Second)
+		in := Input{CSR: csr, Node: node, NodeLease: lease("n1", renewed), Cluster: testCluster(), DroppedRequestBytes: dropped, Now: t0}
+		d, err := p.Decide(context.Background(), in, grantAll)
+		if err != nil {
 			return
+		}
+		if len(d.Message) > MaxMessageBytes {
+			t.Fatalf("message of %d bytes", len(d.Message))
+		}
+		if d.Verdict != Approve {
+			return
+		}
+		if len(request) > MaxRequestBytes || dropped > MaxRequestBytes {
+			t.Fatalf("approved a request of %d bytes (dropped %d)", len(request), dropped)
 		}
 		req, perr := ParseRequest(request)
 		if perr != nil {
@@ -52,11 +86,71 @@ func FuzzDecide(f *testing.F) {
 		if !strings.HasPrefix(req.Subject.CommonName, "system:node:") || !slices.Equal(req.Subject.Organization, []string{"system:nodes"}) {
 			t.Fatalf("approved subject %v", req.Subject)
 		}
+		cns := 0
+		for _, atv := range req.Subject.Names {
+			if atv.Type.Equal(oidCommonName) {
+				cns++
+			}
+		}
+		if cns != 1 {
+			t.Fatalf("approved a subject with %d common names", cns)
+		}
+		switch k := req.PublicKey.(type) {
+		case *rsa.PublicKey:
+			if k.N.BitLen() < 2048 || k.N.BitLen() > 8192 {
+				t.Fatalf("approved an RSA key of %d bits", k.N.BitLen())
+			}
+		case *ecdsa.PublicKey:
+			if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+				t.Fatalf("approved an ECDSA key on %s", k.Curve.Params().Name)
+			}
+		case ed25519.PublicKey:
+		default:
+			t.Fatalf("approved a %T key", k)
+		}
+		for _, e := range req.Extensions {
+			if isCAExtension(e) {
+				t.Fatalf("approved a CA extension %v", e.Id)
+			}
+		}
+		if n := len(req.DNSNames) + len(req.IPAddresses) + len(req.EmailAddresses) + len(req.URIs); n > MaxSANs {
+			t.Fatalf("approved %d SANs", n)
+		}
 		if len(req.EmailAddresses) > 0 || len(req.URIs) > 0 {
 			t.Fatalf("approved email or URI SANs")
 		}
-		if signer == certificatesv1.KubeletServingSignerName && user != req.Subject.CommonName {
-			t.Fatalf("approved a serving request for %s from %s", req.Subject.CommonName, user)
+		if signer == certificatesv1.KubeletServingSignerName {
+			if user != req.Subject.CommonName {
+				t.Fatalf("approved a serving request for %s from %s", req.Subject.CommonName, user)
+			}
+			for _, ip := range req.IPAddresses {
+				if ip.IsLoopback() {
+					t.Fatalf("approved a loopback address %v", ip)
+				}
+			}
+			for _, name := range req.DNSNames {
+				if strings.Contains(strings.ToLower(name), "svc") {
+					t.Fatalf("approved a .svc name %q", name)
+				}
+			}
+		} else if user != req.Subject.CommonName && req.Subject.CommonName == "system:node:n1" && renewedAgo <= int64(DefaultNodeAliveGrace/time.Second) {
+			t.Fatalf("approved a takeover of live node n1 by %q (Lease renewed %ds ago)", user, renewedAgo)
 		}
 	})
+}
+
+// isCAExtension reports whether e makes a certificate a CA's: basic
+// constraints with CA true, or key usage with certificate or CRL signing.
+func isCAExtension(e pkix.Extension) bool {
+	switch {
+	case e.Id.Equal(oidBasicConstraints):
+		var bc basicConstraints
+		_, err := asn1.Unmarshal(e.Value, &bc)
+		return err != nil || bc.IsCA
+	case e.Id.Equal(oidKeyUsage):
+		var bits asn1.BitString
+		_, err := asn1.Unmarshal(e.Value, &bits)
+		return err != nil || bits.At(5) != 0 || bits.At(6) != 0
+	}
+	return false
 }
