@@ -1,13 +1,100 @@
 // Package approval is the policy of tlsboot's CSR approver: given a
-// CertificateSigningRequest, the Node it names (from a cache) and a way to ask
-// whether the requester holds a permission, it returns a Decision. It never
-// talks to the API server itself and keeps no state, so every rule is tested
-// as a plain table.
+// CertificateSigningRequest, the Node it names and that Node's Lease (from
+// caches), a view of the rest of the cluster, and a way to ask whether the
+// requester holds a permission, it returns a Decision. It never talks to the
+// API server itself and keeps no state, so every rule is tested as a plain
+// table.
 //
 // Policy.Decide claims a CSR by its signer, then runs that signer's checks in
 // order; the first check that objects decides. CSRs for other signers, and
 // CSRs that already carry a decision, are ignored. See docs/approver.md for
-// the attacker model: which check stops which forgery.
+// the attacker model.
+//
+// # Contract: what each check stops
+//
+// Every CSR, both signers, before anything signer-specific (request.go):
+//
+//   - Size: a spec.request (or, if the cache dropped it, its recorded size,
+//     Input.DroppedRequestBytes) over MaxRequestBytes is denied
+//     (RequestTooLarge) without being parsed: no CPU or memory spent on a
+//     request built to exhaust them.
+//   - Parse: exactly one PEM CERTIFICATE REQUEST and nothing else (InvalidRequest).
+//   - Key (KeyNotAllowed), checked before the signature so that a huge key
+//     costs nothing: RSA of 2048 to 8192 bits, ECDSA on P-256 or P-384, or
+//     Ed25519. Stops weak keys (RSA-1024, P-224), and keys a verifier may
+//     not handle (P-521, DSA). Ed25519 is allowed because the signer
+//     accepts it: kube-controller-manager v1.37.2's signer
+//     (pkg/controller/certificates/authority/authority.go in
+//     k8s.io/kubernetes@v1.37.2) passes cr.PublicKey straight to
+//     x509.CreateCertificate, which accepts an ed25519.PublicKey.
+//   - Signature: the request's self-signature verifies (proof of possession).
+//   - Attributes (AttributeNotAllowed): at most one extensionRequest
+//     attribute, with one value, and no other attribute. crypto/x509 reads
+//     only the first value of every extensionRequest, skips
+//     attributes that do not parse and ignores others (challengePassword,
+//     Microsoft's extension request); a signer that reads them would see
+//     extensions this policy never checked.
+//   - Extensions (ExtensionNotAllowed), read from the DER: only
+//     subjectAltName, basicConstraints with CA false and no path length,
+//     keyUsage without keyCertSign or cRLSign, extKeyUsage with only
+//     serverAuth and clientAuth, and subjectKeyIdentifier, each at most
+//     once, critical or not; a subjectAltName holds only DNS, IP, email and
+//     URI names (crypto/x509 silently skips otherName and the others). Stops
+//     a request for a CA certificate, and unknown critical extensions.
+//   - Subject: exactly one common name (CommonNameNotNode) and at most one
+//     organization (OrganizationNotSystemNodes), counted on the raw
+//     attributes: crypto/x509 keeps only the last common name, so a subject
+//     with two is read as different identities by different readers.
+//   - At most MaxSANs subject alternative names in all (TooManySANs).
+//
+// kubernetes.io/kube-apiserver-client-kubelet (rules.go, alive.go), then:
+// O exactly [system:nodes]; CN system:node:<name>; the name a lower-case
+// DNS-1123 subdomain, as the API server requires of a Node's name
+// (InvalidNodeName: stops "WORKER-1", "a..b", "x_y", names no Node can
+// have); no SANs; usages; expiration; a node asks only for itself; then,
+// for a requester other than the node itself (a bootstrap token), no
+// takeover of a live node (NodeAlive): if the Node exists and its Lease
+// (or, without a Lease, its Ready heartbeat) was renewed within
+// Options.NodeAliveGrace of Input.Now (a renewal in the future counts as
+// alive), the CSR is denied, or left for a human with
+// Options.LeaveLiveNode (Ignore, Notify). This stops a leaked bootstrap
+// token from minting the identity of a running node; deleting the Node
+// object is how an operator re-provisions one. A node whose Lease is stale
+// is bootstrapped as before. Last, the SubjectAccessReview.
+//
+// kubernetes.io/kubelet-serving (serving.go), then: requester is a node and
+// the CN; O; node name; no email or URI SANs, no wildcards, at least one
+// SAN; usages; expiration; then, whatever the scope:
+//   - Reserved SANs (SANReserved): no IP that is loopback, unspecified,
+//     link-local, multicast, broadcast, in 0.0.0.0/8 or ::/96, inside a
+//     service CIDR (Options.ServiceCIDRs and Input.Cluster), or an address
+//     of the API server (Input.Cluster) — IPv4-mapped IPv6 forms included;
+//     no DNS name "kubernetes", "kubernetes.default", "localhost" or under
+//     it, "svc" or under it, under "svc.<ClusterDomain>"; no DNS name that
+//     is an IP literal (or reads as one: "127.1", "0x7f.1") or is not a
+//     lower-case DNS-1123 subdomain once lower-cased and without its
+//     trailing dot. Stops a node impersonating the API server, a Service
+//     or the local host.
+//   - Scope (NoServingScope): with neither Options.AllowedDNSRegex nor
+//     Options.AllowedIPs, serving CSRs are never approved (Ignore, Notify):
+//     a node writes its own status.addresses, so without a scope a
+//     compromised node could claim any address.
+//   - Scope (SANForbiddenByPolicy): every DNS name matches the anchored
+//     pattern and every IP is in the allowed ranges; with no pattern, no
+//     DNS name is allowed, with no ranges, no IP.
+//   - The Node exists and has addresses (NodeNotFound,
+//     NodeAddressesUnknown: Wait); every SAN is one of its addresses
+//     (SANNotNodeAddress).
+//   - Unique (SANNotUnique): no SAN is also listed by another Node
+//     (Input.Cluster): stops a node claiming a neighbour's address.
+//
+// The approval message records the SANs approved and the Node's
+// resourceVersion.
+//
+// Every Message carries at most MaxEchoBytes of content taken from the
+// request (strings quoted and cut by echo, lists cut to their first items
+// by echoList) and is at most MaxMessageBytes in all: a request cannot
+// inflate the condition, Events or logs.
 package approval
 
 import (
