@@ -60,7 +60,8 @@ type signer struct {
 	ca    *testCA
 	clock *clocktesting.FakeClock
 	ttl   time.Duration
-	// decide returns how to answer a CSR: "sign", "deny" or "dropSANs".
+	// decide returns how to answer a CSR: "sign", "deny", "dropSANs",
+	// "ca" (a CA certificate) or "foreign" (signed by another CA).
 	decide func(n int) string
 
 	mu    sync.Mutex // guards names
@@ -110,6 +111,12 @@ func (s *signer) answer(ctx context.Context, t *testing.T, client kubernetes.Int
 		cond.Type = certificatesv1.CertificateDenied
 	case "dropSANs":
 		obj.Status.Certificate = s.ca.issue(t, req.PublicKey, req.Subject, nil, nil, s.clock.Now(), s.ttl)
+	case "ca": // a CA certificate for the requested key and names
+		obj.Status.Certificate = s.ca.Issue(t, testpki.Spec{Key: req.PublicKey, Subject: req.Subject, DNSNames: req.DNSNames, IPs: req.IPAddresses,
+			NotBefore: s.clock.Now().Add(-5 * time.Minute), NotAfter: s.clock.Now().Add(s.ttl), IsCA: true,
+			KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign}).CertPEM
+	case "foreign": // a faithful certificate from another CA
+		obj.Status.Certificate = newCA(t).issue(t, req.PublicKey, req.Subject, req.DNSNames, req.IPAddresses, s.clock.Now(), s.ttl)
 	default:
 		obj.Status.Certificate = s.ca.issue(t, req.PublicKey, req.Subject, req.DNSNames, req.IPAddresses, s.clock.Now(), s.ttl)
 	}
