@@ -21,8 +21,8 @@
 //   - Parse: exactly one PEM CERTIFICATE REQUEST and nothing else (InvalidRequest).
 //   - Key (KeyNotAllowed), checked before the signature so that a huge key
 //     costs nothing: RSA of 2048 to 8192 bits, ECDSA on P-256 or P-384, or
-//     Ed25519. Stops weak keys (RSA-1024, P-224), and keys a verifier may
-//     not handle (P-521, DSA). Ed25519 is allowed because the signer
+//     Ed25519. Stops weak keys (RSA-1024, P-224, DSA) and keys outside
+//     what Kubernetes clients commonly verify (P-521). Ed25519 is allowed because the signer
 //     accepts it: kube-controller-manager v1.37.2's signer
 //     (pkg/controller/certificates/authority/authority.go in
 //     k8s.io/kubernetes@v1.37.2) passes cr.PublicKey straight to

@@ -137,7 +137,7 @@ func requestedExtensions(tbsDER []byte) ([]pkix.Extension, *Decision) {
 			return nil, denyp(ReasonAttributeNotAllowed, "attribute %d of the request does not parse", i+1)
 		}
 		if !attr.ID.Equal(oidExtensionRequest) {
-			return nil, denyp(ReasonAttributeNotAllowed, "attribute %s is not allowed: only an extension request is", attr.ID)
+			return nil, denyp(ReasonAttributeNotAllowed, "attribute %s is not allowed: only an extension request is", echo(attr.ID.String()))
 		}
 		if seen || len(attr.Values) != 1 {
 			return nil, denyp(ReasonAttributeNotAllowed, "the request must carry at most one extension request, with one value")
@@ -186,7 +186,7 @@ func checkExtensions(_ *Policy, c *candidate) *Decision {
 	for _, ext := range c.req.Extensions {
 		id := ext.Id.String()
 		if seen[id] {
-			return denyp(ReasonExtensionNotAllowed, "extension %s appears twice", id)
+			return denyp(ReasonExtensionNotAllowed, "extension %s appears twice", echo(id))
 		}
 		seen[id] = true
 		allowed := false
@@ -200,7 +200,7 @@ func checkExtensions(_ *Policy, c *candidate) *Decision {
 			}
 		}
 		if !allowed {
-			return denyp(ReasonExtensionNotAllowed, "extension %s (critical %v) is not allowed: only subjectAltName, basicConstraints without CA, keyUsage without certificate or CRL signing, extKeyUsage serverAuth/clientAuth and subjectKeyIdentifier are", id, ext.Critical)
+			return denyp(ReasonExtensionNotAllowed, "extension %s (critical %v) is not allowed: only subjectAltName, basicConstraints without CA, keyUsage without certificate or CRL signing, extKeyUsage serverAuth/clientAuth and subjectKeyIdentifier are", echo(id), ext.Critical)
 		}
 	}
 	return nil
@@ -238,7 +238,7 @@ func checkExtKeyUsageExtension(value []byte) string {
 	}
 	for _, o := range oids {
 		if !o.Equal(oidServerAuth) && !o.Equal(oidClientAuth) {
-			return fmt.Sprintf("usage %s is not allowed: only serverAuth and clientAuth are", o)
+			return fmt.Sprintf("usage %s is not allowed: only serverAuth and clientAuth are", echo(o.String()))
 		}
 	}
 	return ""
