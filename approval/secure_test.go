@@ -303,6 +303,10 @@ func TestRequestSizeMessageNamesSize(t *testing.T) {
 	if _, err := ParseRequest(make([]byte, MaxRequestBytes+1)); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("ParseRequest of an oversized request: %v, want a size error", err)
 	}
+	big := bigSpec(t, certificatesv1.KubeAPIServerClientKubeletSignerName).build(t)
+	if name := NodeName(big); name != "" {
+		t.Errorf("NodeName of a %d-byte request = %q, want it unread", len(big.Spec.Request), name)
+	}
 }
 
 func TestNodeNameValid(t *testing.T) {
