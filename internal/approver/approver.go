@@ -205,6 +205,10 @@ func (c *Controller) watchCSRs() error {
 		selector := fields.OneTermEqualSelector("spec.signerName", signer).String()
 		f := informers.NewSharedInformerFactoryWithOptions(c.opts.Client, c.opts.Resync,
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
+		// Registered first, so that the typed informer below is this one.
+		f.InformerFor(&certificatesv1.CertificateSigningRequest{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
+			return newCSRInformer(client, selector, resync)
+		})
 		inf := f.Certificates().V1().CertificateSigningRequests()
 		if err := inf.Informer().SetTransform(transformCSR); err != nil {
 			return fmt.Errorf("watching certificate signing requests: %w", err)

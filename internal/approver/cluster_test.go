@@ -412,3 +412,56 @@ func TestTruncate(t *testing.T) {
 		}
 	}
 }
+
+// A list reads pages of listPageSize from the first page's snapshot (never
+// at resourceVersion "0", which ignores the limit) and returns the CSRs
+// transformed.
+func TestListCSRsInPages(t *testing.T) {
+	var objs []runtime.Object
+	for i := range 2*listPageSize + 3 {
+		o := newCSR(t, "c"+strconv.Itoa(i), csr.Request{}, "system:bootstrap:abcdef", bootstrapUser)
+		o.Annotations = map[string]string{"a": "b"}
+		if i%2 == 0 {
+			o.Spec.Request = bytes.Repeat([]byte("A"), approval.MaxRequestBytes+1)
+		}
+		objs = append(objs, o)
+	}
+	client := fake.NewClientset()
+	var calls []metav1.ListOptions
+	client.PrependReactor("list", "certificatesigningrequests", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		opts := metav1.ListOptions{Limit: a.(k8stesting.ListActionImpl).ListOptions.Limit, Continue: a.(k8stesting.ListActionImpl).ListOptions.Continue,
+			ResourceVersion: a.(k8stesting.ListActionImpl).ListOptions.ResourceVersion}
+		calls = append(calls, opts)
+		start, _ := strconv.Atoi(opts.Continue)
+		end := min(start+int(opts.Limit), len(objs))
+		page := &certificatesv1.CertificateSigningRequestList{ListMeta: metav1.ListMeta{ResourceVersion: "42"}}
+		for _, o := range objs[start:end] {
+			page.Items = append(page.Items, *o.(*certificatesv1.CertificateSigningRequest).DeepCopy())
+		}
+		if end < len(objs) {
+			page.Continue = strconv.Itoa(end)
+		}
+		return true, page, nil
+	})
+	out, err := listCSRs(t.Context(), client.CertificatesV1().CertificateSigningRequests(), metav1.ListOptions{ResourceVersion: "0", Limit: 500})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := out.(*certificatesv1.CertificateSigningRequestList)
+	if len(list.Items) != len(objs) || list.ResourceVersion != "42" {
+		t.Fatalf("%d CSRs at resourceVersion %q, want %d at 42", len(list.Items), list.ResourceVersion, len(objs))
+	}
+	for i, item := range list.Items {
+		if item.Annotations[droppedRequestAnnotation] == "" && item.Annotations != nil || (i%2 == 0) != (DroppedRequestBytes(&item) > 0) {
+			t.Errorf("CSR %s not transformed: annotations %v, dropped %d", item.Name, item.Annotations, DroppedRequestBytes(&item))
+		}
+	}
+	if len(calls) != 3 {
+		t.Fatalf("%d list calls, want 3 pages", len(calls))
+	}
+	for i, c := range calls {
+		if c.Limit != listPageSize || c.ResourceVersion != "" || (i > 0) != (c.Continue != "") {
+			t.Errorf("list call %d: %+v, want limit %d, no resourceVersion, a continue token after the first", i, c, listPageSize)
+		}
+	}
+}

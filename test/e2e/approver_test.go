@@ -32,7 +32,7 @@ func TestApprover(t *testing.T) {
 	kubeconfig, token := serviceAccountKubeconfig(t, c)
 	other := createCSR(t, adminClient, csrSpec{signer: certificatesv1.KubeAPIServerClientSignerName, cn: "someone",
 		usages: []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}})
-	p := startApprover(t, kubeconfig, "--leader-elect-namespace", approverNamespace)
+	p := startApprover(t, kubeconfig, append([]string{"--leader-elect-namespace", approverNamespace}, approverScope...)...)
 	waitOutput(t, p, `"Became the leader`)
 
 	// A node bootstrapped by `tlsboot bootstrap` is approved (nodeclient).
@@ -74,10 +74,80 @@ func TestApprover(t *testing.T) {
 		}
 	})
 	t.Run("metrics, health and events", func(t *testing.T) { testObservability(t, p, adminClient, csrA.Name) })
-	for _, bad := range []string{"forbidden", "Forbidden", token} {
+	// RBAC refusals read "... is forbidden: User ...": none may occur (a
+	// reason such as SANForbiddenByPolicy is not one).
+	for _, bad := range []string{"is forbidden", "forbidden:", token} {
 		if strings.Contains(p.stderr.String(), bad) {
 			t.Errorf("the approver's log contains %q:\n%s", bad[:min(len(bad), 20)], p.stderr)
 		}
+	}
+	// Last: it replaces the approver with one that has no serving scope.
+	t.Run("no serving scope", func(t *testing.T) { testNoServingScope(t, c, p, kubeconfig, clientA, nodeA.name) })
+}
+
+// approverScope is the serving scope of TestApprover: its nodes' names and
+// addresses (the service range of the test clusters is 10.0.0.0/24).
+var approverScope = []string{"--allowed-ip-cidrs", "10.1.0.0/16", "--allowed-dns-regex", "approver-[a-z0-9-]+"}
+
+// testNoServingScope: without --allowed-ip-cidrs or --allowed-dns-regex a
+// serving CSR that would otherwise be approved stays pending, with exactly
+// one Event that names the flags, however often it is looked at again.
+func testNoServingScope(t *testing.T, c *testcluster.Cluster, old *proc, kubeconfig string, clientA kubernetes.Interface, nodeA string) {
+	adminClient := admin(t, c)
+	old.signal(t, syscall.SIGTERM)
+	if r := old.wait(t); r.code != 0 {
+		t.Fatalf("approver did not exit cleanly on SIGTERM: %s", r)
+	}
+	p := startApprover(t, kubeconfig, "--leader-elect-namespace", approverNamespace, "-v", "3")
+	waitOutput(t, p, `"Became the leader`)
+	waitOutput(t, p, `"No serving scope: serving CSRs are left pending`)
+	name := createCSR(t, clientA, servingCSR(nodeA, []string{nodeA}, "10.1.0.1"))
+	waitOutput(t, p, `"Leaving certificate signing request pending" csr="`+name+`"`)
+	// Look again: a change of the Node's addresses requeues its CSRs.
+	node, err := adminClient.CoreV1().Nodes().Get(t.Context(), nodeA, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.1.0.99"})
+	if _, err := adminClient.CoreV1().Nodes().UpdateStatus(t.Context(), node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := `"Leaving certificate signing request alone" csr="` + name + `"`
+	err = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return strings.Count(p.stderr.String(), again) >= 2, nil
+	})
+	if err != nil {
+		t.Fatalf("the CSR was not looked at again: %v\n%s", err, p.stderr)
+	}
+	if conds := conditions(t, adminClient, name); len(conds) != 0 {
+		t.Errorf("serving CSR decided without a scope: %+v", conds)
+	}
+	var events []corev1.Event
+	err = wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := adminClient.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		events = events[:0]
+		for _, e := range list.Items {
+			if e.InvolvedObject.Name == name && e.Source.Component == "tlsboot-approver" {
+				events = append(events, e)
+			}
+		}
+		return len(events) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("no Event for the pending serving CSR %s: %v", name, err)
+	}
+	if len(events) != 1 {
+		t.Errorf("%d Events for the pending serving CSR, want exactly 1", len(events))
+	}
+	ev := events[0]
+	if ev.Reason != approval.ReasonNoServingScope || !strings.Contains(ev.Message, "--allowed-ip-cidrs") || !strings.Contains(ev.Message, "--allowed-dns-regex") {
+		t.Errorf("Event %s %q, want %s naming --allowed-ip-cidrs and --allowed-dns-regex", ev.Reason, ev.Message, approval.ReasonNoServingScope)
+	}
+	if strings.Contains(p.stderr.String(), "is forbidden") {
+		t.Errorf("the approver's log mentions forbidden:\n%s", p.stderr)
 	}
 }
 
@@ -170,8 +240,12 @@ func testServing(t *testing.T, c *testcluster.Cluster, p *proc, clientA, namedLi
 		reason string
 	}{
 		{"SANs are the node's addresses", clientA, servingCSR(nodeA, []string{nodeA}, "10.1.0.1"), certificatesv1.CertificateApproved, approval.ReasonAutoApproved},
-		{"foreign DNS name", clientA, servingCSR(nodeA, []string{nodeA, "kubernetes.default.svc"}, "10.1.0.1"), certificatesv1.CertificateDenied, approval.ReasonSANNotNodeAddress},
-		{"foreign IP", clientA, servingCSR(nodeA, []string{nodeA}, "10.1.0.1", "10.9.9.9"), certificatesv1.CertificateDenied, approval.ReasonSANNotNodeAddress},
+		{"foreign DNS name in scope", clientA, servingCSR(nodeA, []string{nodeA, "approver-zz"}, "10.1.0.1"), certificatesv1.CertificateDenied, approval.ReasonSANNotNodeAddress},
+		{"foreign IP in scope", clientA, servingCSR(nodeA, []string{nodeA}, "10.1.0.1", "10.1.9.9"), certificatesv1.CertificateDenied, approval.ReasonSANNotNodeAddress},
+		{"DNS name outside the scope", clientA, servingCSR(nodeA, []string{nodeA, "node.example.com"}, "10.1.0.1"), certificatesv1.CertificateDenied, approval.ReasonSANForbiddenByPolicy},
+		{"IP outside the scope", clientA, servingCSR(nodeA, []string{nodeA}, "10.1.0.1", "10.9.9.9"), certificatesv1.CertificateDenied, approval.ReasonSANForbiddenByPolicy},
+		{"the API server's Service name", clientA, servingCSR(nodeA, []string{nodeA, "kubernetes.default.svc"}, "10.1.0.1"), certificatesv1.CertificateDenied, approval.ReasonSANReserved},
+		{"the API server's ClusterIP", clientA, servingCSR(nodeA, []string{nodeA}, "10.1.0.1", apiServerClusterIP(t, adminClient)), certificatesv1.CertificateDenied, approval.ReasonSANReserved},
 		{"node A's name, outside system:nodes, for itself", namedLikeA, servingCSR(nodeA, nil, "10.1.0.1"), certificatesv1.CertificateDenied, approval.ReasonRequesterNotNode},
 		{"node A's name, outside system:nodes, for node B", namedLikeA, servingCSR("approver-b", nil, "10.1.0.1"), certificatesv1.CertificateDenied, approval.ReasonRequesterNotNode},
 	} {
@@ -194,6 +268,16 @@ func testServing(t *testing.T, c *testcluster.Cluster, p *proc, clientA, namedLi
 			t.Errorf("after the Node appeared: %+v, want approved", cond)
 		}
 	})
+}
+
+// apiServerClusterIP returns the ClusterIP of default/kubernetes.
+func apiServerClusterIP(t *testing.T, client kubernetes.Interface) string {
+	t.Helper()
+	svc, err := client.CoreV1().Services(metav1.NamespaceDefault).Get(t.Context(), "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc.Spec.ClusterIP
 }
 
 // createNode creates a Node with a hostname and an internal IP.
