@@ -465,3 +465,50 @@ func TestListCSRsInPages(t *testing.T) {
 		}
 	}
 }
+
+// An oversized CSR is cached without its request and denied by name with a
+// short message giving its size; the decision write is a JSON patch of the
+// approval subresource that carries only the resourceVersion and the new
+// condition, never the trimmed cached copy.
+func TestOversizedRequestDeniedByPatch(t *testing.T) {
+	obj := newCSR(t, "big", csr.Request{}, "system:bootstrap:abcdef", bootstrapUser)
+	obj.Spec.Request = append(obj.Spec.Request, bytes.Repeat([]byte("\n"), approval.MaxRequestBytes)...)
+	obj.Annotations = map[string]string{"keep": "me"}
+	size := len(obj.Spec.Request)
+	client := fake.NewClientset()
+	allowSARs(client, true, nil)
+	h := start(t, client, nil)
+	h.create(t, obj)
+	cond := h.waitCondition(t, "big", certificatesv1.CertificateDenied)
+	if cond.Reason != approval.ReasonRequestTooLarge || !strings.Contains(cond.Message, strconv.Itoa(size)) || len(cond.Message) > 2*approval.MaxEchoBytes {
+		t.Errorf("condition %s %q, want %s with a short message giving the size %d", cond.Reason, cond.Message, approval.ReasonRequestTooLarge, size)
+	}
+	got, _ := client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), "big", metav1.GetOptions{})
+	if len(got.Spec.Request) != size || got.Annotations["keep"] != "me" || got.Annotations[droppedRequestAnnotation] != "" {
+		t.Errorf("the decision wrote back the cached copy: request %d bytes, annotations %v", len(got.Spec.Request), got.Annotations)
+	}
+	for _, a := range client.Actions() {
+		if p, ok := a.(k8stesting.PatchAction); ok {
+			if a.GetSubresource() != "approval" || p.GetPatchType() != types.JSONPatchType || bytes.Contains(p.GetPatch(), []byte(`/spec`)) || bytes.Contains(p.GetPatch(), []byte(`/metadata/annotations`)) || bytes.Count(p.GetPatch(), []byte(`"op"`)) != 2 {
+				t.Errorf("decision write %s/%s %s %s, want a JSON patch of approval with the condition only", a.GetResource().Resource, a.GetSubresource(), p.GetPatchType(), p.GetPatch())
+			}
+		}
+		if a.GetVerb() == "update" {
+			t.Errorf("the approver updated %s/%s, want a patch", a.GetResource().Resource, a.GetSubresource())
+		}
+	}
+}
+
+func TestApprovalPatch(t *testing.T) {
+	cond := certificatesv1.CertificateSigningRequestCondition{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "R"}
+	obj := &certificatesv1.CertificateSigningRequest{ObjectMeta: metav1.ObjectMeta{Name: "x", ResourceVersion: "12"}}
+	p, _ := approvalPatch(obj, cond)
+	if want := `[{"op":"replace","path":"/metadata/resourceVersion","value":"12"},{"op":"add","path":"/status/conditions","value":[{"type":"Approved","status":"True","reason":"R","lastUpdateTime":null,"lastTransitionTime":null}]}]`; string(p) != want {
+		t.Errorf("patch without conditions:\n%s\nwant\n%s", p, want)
+	}
+	obj.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: "Failed"}}
+	p, _ = approvalPatch(obj, cond)
+	if !strings.Contains(string(p), `{"op":"add","path":"/status/conditions/-","value":{"type":"Approved"`) {
+		t.Errorf("patch with a condition: %s, want an append", p)
+	}
+}
