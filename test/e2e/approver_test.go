@@ -9,6 +9,7 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -427,5 +428,47 @@ func TestApproverDryRun(t *testing.T) {
 		if e.Source.Component == "tlsboot-approver" {
 			t.Errorf("dry run recorded an Event: %s %s", e.Reason, e.Message)
 		}
+	}
+}
+
+// TestApproverLiveNodeLeave: with --live-node-action=leave, a bootstrap
+// token's client CSR for a Node whose kubelet Lease is fresh is left
+// pending for a human, with exactly one Event saying how to re-provision.
+func TestApproverLiveNodeLeave(t *testing.T) {
+	c := testcluster.StartT(t, approverClusterOptions)
+	adminClient := admin(t, c)
+	name := newNode(t, c).name
+	createNode(t, adminClient, name, "10.1.0.1")
+	now := metav1.NewMicroTime(time.Now())
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: corev1.NamespaceNodeLease},
+		Spec: coordinationv1.LeaseSpec{HolderIdentity: &name, RenewTime: &now}}
+	if _, err := adminClient.CoordinationV1().Leases(corev1.NamespaceNodeLease).Create(t.Context(), lease, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := startApprover(t, c.AdminKubeconfig, "--leader-elect=false", "--live-node-action=leave")
+	csrName := createCSR(t, clientFor(t, c.BootstrapKubeconfig), clientCSR(name))
+	waitOutput(t, p, `"Leaving certificate signing request pending" csr="`+csrName+`"`)
+	if conds := conditions(t, adminClient, csrName); len(conds) != 0 {
+		t.Errorf("CSR for a live node decided: %+v, want it left pending", conds)
+	}
+	var events []corev1.Event
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		list, err := adminClient.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err
+		}
+		events = events[:0]
+		for _, e := range list.Items {
+			if e.InvolvedObject.Name == csrName && e.Source.Component == "tlsboot-approver" {
+				events = append(events, e)
+			}
+		}
+		return len(events) > 0, nil
+	})
+	if err != nil {
+		t.Fatalf("no Event for the CSR left pending: %v", err)
+	}
+	if len(events) != 1 || events[0].Reason != approval.ReasonNodeAlive || !strings.Contains(events[0].Message, "delete its Node object") {
+		t.Errorf("Events %+v, want exactly one %s saying to delete the Node object", events, approval.ReasonNodeAlive)
 	}
 }
