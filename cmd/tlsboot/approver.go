@@ -87,8 +87,8 @@ func (f *approverFlags) register(cmd *cobra.Command) {
 	fs.IntVar(&f.workers, "workers", approver.DefaultWorkers, "CSRs decided in parallel")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "log the decision for each CSR and change nothing")
 	fs.DurationVar(&f.maxExpiration, "max-expiration", 365*24*time.Hour, "deny CSRs whose spec.expirationSeconds is longer (0: no limit)")
-	fs.StringVar(&f.dnsRegex, "allowed-dns-regex", "", "serving scope: every DNS name of a serving CSR must match this regular expression, which is always anchored (matches the whole name); with --allowed-ip-cidrs, serving CSRs are approved only inside the scope, and left pending without one")
-	fs.StringSliceVar(&f.ipCIDRs, "allowed-ip-cidrs", nil, "serving scope: every IP of a serving CSR must be in one of these CIDRs (where nodes serve; never a Service range)")
+	fs.StringVar(&f.dnsRegex, "allowed-dns-regex", "", "serving scope: every DNS name of a serving CSR must match this regular expression, which is always anchored (matches the whole name); unset, DNS names are never approved; with neither this nor --allowed-ip-cidrs, serving CSRs are left pending")
+	fs.StringSliceVar(&f.ipCIDRs, "allowed-ip-cidrs", nil, "serving scope: every IP of a serving CSR must be in one of these CIDRs (where nodes serve); unset, IP addresses are never approved")
 	fs.StringSliceVar(&f.serviceCIDRs, "service-cidrs", nil, "Service IP ranges, never approved in a serving certificate; used with the cluster's ServiceCIDR objects (and instead of them when there are none)")
 	fs.StringVar(&f.clusterDomain, "cluster-domain", approval.DefaultClusterDomain, "the cluster's DNS domain: names under .svc and .svc.<domain> are never approved")
 	fs.DurationVar(&f.nodeAliveGrace, "node-alive-grace", approval.DefaultNodeAliveGrace, "a Node whose kubelet Lease (or Ready heartbeat) was renewed this recently is alive: a bootstrap token may not take over its identity")
@@ -277,6 +277,8 @@ func approverHint(reason string) string {
 	switch reason {
 	case approval.ReasonNoServingScope:
 		return "To approve serving certificates, run tlsboot approver with --allowed-ip-cidrs and/or --allowed-dns-regex set to the addresses and names your nodes serve on (the regex is anchored)"
+	case approval.ReasonSANForbiddenByPolicy:
+		return "The serving scope is --allowed-dns-regex (DNS names; anchored) and --allowed-ip-cidrs (IP addresses); a kind of SAN without its flag is never approved"
 	case approval.ReasonNodeAlive:
 		return "To re-provision this node, delete its Node object first; a request left pending can also be decided by hand (kubectl certificate approve|deny)"
 	}

@@ -58,9 +58,10 @@ func TestApproverNeedsAConfig(t *testing.T) {
 // flags and the way out.
 func TestApproverHints(t *testing.T) {
 	for reason, want := range map[string][]string{
-		approval.ReasonNoServingScope: {"--allowed-ip-cidrs", "--allowed-dns-regex"},
-		approval.ReasonNodeAlive:      {"delete its Node object"},
-		approval.ReasonAutoApproved:   nil,
+		approval.ReasonNoServingScope:       {"--allowed-ip-cidrs", "--allowed-dns-regex"},
+		approval.ReasonNodeAlive:            {"delete its Node object"},
+		approval.ReasonSANForbiddenByPolicy: {"--allowed-dns-regex", "--allowed-ip-cidrs"},
+		approval.ReasonAutoApproved:         nil,
 	} {
 		got := approverHint(reason)
 		if want == nil && got != "" {
