@@ -188,6 +188,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if !opts.InsecureWarned {
 		warnInsecure(logger, bootCfg, opts.BootstrapKubeconfigPath)
 	}
+	// kubeconfig.Write refuses a directory others can write to; find out
+	// now, before anything is created or a CSR is created and issued for nothing.
+	if err := atomicfile.CheckDir(filepath.Dir(opts.KubeconfigPath), "kubeconfig directory"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
 	store, err := openStore(opts.CertDir, opts.CertPrefix)
 	if err != nil {
 		return nil, err

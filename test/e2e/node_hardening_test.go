@@ -1,0 +1,390 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tlsboot/tlsboot/internal/testcluster"
+	"github.com/tlsboot/tlsboot/internal/testpki"
+)
+
+// The node side of issue 8, "secure by default": the real binary against
+// the real control plane, with someone else writing to the node's disk or
+// signing its certificates.
+
+// diskState describes everything under dir: path, type, mode, owner, link
+// target and content, so that "nothing changed" means exactly that.
+func diskState(t *testing.T, dir string) string {
+	t.Helper()
+	var lines []string
+	filepath.Walk(dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return nil
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		line := fmt.Sprintf("%s %v uid=%d", path, fi.Mode(), st.Uid)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(path)
+			line += " -> " + target
+		case fi.Mode().IsRegular():
+			data, _ := os.ReadFile(path)
+			line += fmt.Sprintf(" %d bytes %x", len(data), data[:min(len(data), 64)])
+		}
+		lines = append(lines, line)
+		return nil
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// refused runs the bootstrap for n and checks what every refusal must be:
+// a non-zero exit, one error line containing want, no stack trace, no
+// token, nothing changed under n.dir, and no CSR created.
+func refused(t *testing.T, c *testcluster.Cluster, n *node, want ...string) result {
+	t.Helper()
+	before := diskState(t, n.dir)
+	r := run(t, tlsbootBin, n.args()...)
+	if r.code == 0 {
+		t.Fatalf("run succeeded: %s", r)
+	}
+	line := r.lastLine()
+	if !strings.HasPrefix(line, "tlsboot: ") {
+		t.Errorf("last line %q is not tlsboot's error line\n%s", line, r)
+	}
+	for _, w := range want {
+		if !strings.Contains(line, w) {
+			t.Errorf("last line %q does not contain %q", line, w)
+		}
+	}
+	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
+		t.Errorf("stack trace in the output:\n%s", r.stderr)
+	}
+	if strings.Contains(r.stdout+r.stderr, strings.Split(c.Token, ".")[1]) {
+		t.Error("the bootstrap token's secret appears in the output")
+	}
+	if after := diskState(t, n.dir); after != before {
+		t.Errorf("the node's files changed:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	if got := nodeCSRs(t, admin(t, c), n.name); len(got) > 0 {
+		t.Errorf("%d CSRs were created by a refused run", len(got))
+	}
+	return r
+}
+
+// TestNodeHardeningDirectoriesAndFiles: what someone who can write to the
+// node's disk may have prepared is refused by name before anything is
+// sent, and left exactly as it was.
+func TestNodeHardeningDirectoriesAndFiles(t *testing.T) {
+	c := cluster(t, "auto")
+	victimKey := testpki.KeyPEM(t, testpki.Key(t, "ecdsa"))
+	tmpKey := func(n *node) string { return filepath.Join(n.certDir, "kubelet-client.key.tmp") }
+	mkCertDir := func(t *testing.T, n *node) {
+		if err := os.MkdirAll(n.certDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, n *node) []string // returns what the error line must contain
+	}{
+		{"world-writable certificate directory", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			os.Chmod(n.certDir, 0o777)
+			return []string{"certificate directory " + n.certDir, "writable", "chmod 700 " + n.certDir}
+		}},
+		{"group-writable certificate directory", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			os.Chmod(n.certDir, 0o770)
+			return []string{n.certDir, "chmod 700"}
+		}},
+		{"world-writable kubeconfig directory", func(t *testing.T, n *node) []string {
+			dir := filepath.Join(n.dir, "etc")
+			os.Mkdir(dir, 0o700)
+			os.Chmod(dir, 0o1777)
+			n.kubeconfig = filepath.Join(dir, "kubelet.conf")
+			return []string{"kubeconfig directory " + dir, "chmod 700"}
+		}},
+		{"temporary key is a symlink", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			target := filepath.Join(n.dir, "attacker.key")
+			os.WriteFile(target, victimKey, 0o600)
+			os.Symlink(target, tmpKey(n))
+			return []string{tmpKey(n), "symbolic link"}
+		}},
+		{"temporary key is a dangling symlink", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			os.Symlink(filepath.Join(n.dir, "will-be-created"), tmpKey(n))
+			return []string{tmpKey(n), "symbolic link"}
+		}},
+		{"temporary key is mode 0644", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			os.WriteFile(tmpKey(n), victimKey, 0o600)
+			os.Chmod(tmpKey(n), 0o644)
+			return []string{tmpKey(n), "mode 0644"}
+		}},
+		{"temporary key owned by another user", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			os.WriteFile(tmpKey(n), victimKey, 0o600)
+			if err := os.Chown(tmpKey(n), os.Geteuid()+4242, -1); err != nil {
+				t.Skipf("cannot chown as uid %d: %v", os.Geteuid(), err)
+			}
+			return []string{tmpKey(n), "owned by uid"}
+		}},
+		{"temporary key is a FIFO", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			if err := syscall.Mkfifo(tmpKey(n), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return []string{tmpKey(n), "not a regular file"}
+		}},
+		{"temporary key is a directory", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			os.Mkdir(tmpKey(n), 0o700)
+			return []string{tmpKey(n), "not a regular file"}
+		}},
+		{"huge bootstrap kubeconfig", func(t *testing.T, n *node) []string {
+			n.bootstrapKubeconfig = filepath.Join(n.dir, "bootstrap.kubeconfig")
+			data, err := os.ReadFile(c.BootstrapKubeconfig)
+			if err != nil {
+				t.Fatal(err)
+			}
+			data = append(data, bytes.Repeat([]byte("# padding padding padding padding\n"), 40000)...) // 1.3 MiB
+			os.WriteFile(n.bootstrapKubeconfig, data, 0o600)
+			return []string{"bootstrap kubeconfig " + n.bootstrapKubeconfig, "larger than 1024 KiB"}
+		}},
+		{"huge current certificate", func(t *testing.T, n *node) []string {
+			mkCertDir(t, n)
+			cur := filepath.Join(n.certDir, "kubelet-client-current.pem")
+			os.WriteFile(cur, bytes.Repeat([]byte("A"), 2<<20), 0o600)
+			return []string{cur, "larger than 1024 KiB"}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, c)
+			want := tt.setup(t, n)
+			start := time.Now()
+			refused(t, c, n, want...)
+			if d := time.Since(start); d > 30*time.Second {
+				t.Errorf("the refusal took %v", d)
+			}
+		})
+	}
+}
+
+// TestNodeHardeningHugeKubeconfig: a node kubeconfig past 1 MiB is not
+// read; like any unusable kubeconfig it is the reason to bootstrap, and it
+// is replaced by a small private one.
+func TestNodeHardeningHugeKubeconfig(t *testing.T) {
+	c := cluster(t, "auto")
+	n := newNode(t, c)
+	if err := os.WriteFile(n.kubeconfig, bytes.Repeat([]byte("# x\n"), 1<<19), 0o600); err != nil { // 2 MiB
+		t.Fatal(err)
+	}
+	r := run(t, tlsbootBin, n.args()...)
+	if r.code != 0 {
+		t.Fatalf("bootstrap failed: %s", r)
+	}
+	if !strings.Contains(r.stderr, n.kubeconfig+" is larger than 1024 KiB") {
+		t.Errorf("the reason to bootstrap does not say the kubeconfig is too large:\n%s", r.stderr)
+	}
+	fi, err := os.Lstat(n.kubeconfig)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 64<<10 || fi.Mode().Perm() != 0o600 {
+		t.Errorf("kubeconfig after the run: %v, %v; want a small regular 0600 file", fi, err)
+	}
+	if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+		t.Errorf("the new kubeconfig authenticates as %q", u.Username)
+	}
+}
+
+// TestNodeHardeningCreatesPrivateFiles: what tlsboot creates itself is
+// private: the certificate directory 0700, keys and kubeconfig 0600.
+func TestNodeHardeningCreatesPrivateFiles(t *testing.T) {
+	c := cluster(t, "auto")
+	n := newNode(t, c)
+	n.certDir = filepath.Join(n.dir, "var", "lib", "kubelet", "pki")
+	r := run(t, tlsbootBin, n.args()...)
+	if r.code != 0 {
+		t.Fatalf("bootstrap failed: %s", r)
+	}
+	if m := fileMode(t, n.certDir); m != 0o700 {
+		t.Errorf("certificate directory mode %v, want 0700", m)
+	}
+	for _, p := range []string{n.kubeconfig, filepath.Join(n.certDir, "kubelet-client-current.pem")} {
+		if m := fileMode(t, p); m != 0o600 {
+			t.Errorf("%s mode %v, want 0600", p, m)
+		}
+	}
+}
+
+// TestNodeHardeningInsecureWarning: a bootstrap kubeconfig with
+// insecure-skip-tls-verify works, but every run says, in one line, that the
+// token travels over an unverified connection: bootstrap when it
+// bootstraps, bootstrap when there is nothing to do, and run.
+func TestNodeHardeningInsecureWarning(t *testing.T) {
+	c := cluster(t, "auto")
+	n := newNode(t, c)
+	n.bootstrapKubeconfig = filepath.Join(n.dir, "bootstrap.kubeconfig")
+	cfg, err := clientcmd.LoadFromFile(c.BootstrapKubeconfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cl := range cfg.Clusters {
+		cl.CertificateAuthority, cl.CertificateAuthorityData, cl.InsecureSkipTLSVerify = "", nil, true
+	}
+	if err := clientcmd.WriteToFile(*cfg, n.bootstrapKubeconfig); err != nil {
+		t.Fatal(err)
+	}
+	secret := strings.Split(c.Token, ".")[1]
+	const warning = "insecure-skip-tls-verify"
+	check := func(what string, r result, wantCode int) {
+		t.Helper()
+		if r.code != wantCode {
+			t.Fatalf("%s: exit %d, want %d: %s", what, r.code, wantCode, r)
+		}
+		var lines []string
+		for _, l := range strings.Split(r.stderr, "\n") {
+			if strings.Contains(l, warning) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], n.bootstrapKubeconfig) {
+			t.Errorf("%s: %d warning lines naming the file, want 1:\n%s", what, len(lines), r.stderr)
+		}
+		if strings.Contains(r.stdout+r.stderr, secret) {
+			t.Errorf("%s: the token's secret appears in the output", what)
+		}
+	}
+	check("bootstrap", run(t, tlsbootBin, n.args()...), 0)
+	check("bootstrap with nothing to do", run(t, tlsbootBin, n.args()...), 0)
+
+	a := startAgent(t, n)
+	waitOutput(t, a.proc, warning)
+	check("run", a.stop(t), 0)
+}
+
+// noSignerCluster is a cluster whose kube-controller-manager neither
+// approves nor signs: the test is the (malicious) signer.
+func noSignerCluster(t *testing.T) *testcluster.Cluster {
+	t.Helper()
+	clustersMu.Lock()
+	defer clustersMu.Unlock()
+	if c, ok := clusters["nosigner"]; ok {
+		return c
+	}
+	c, err := testcluster.Start(t.Context(), testcluster.Options{Controllers: []string{"csrcleaner"}})
+	if err != nil {
+		t.Fatalf("starting a control plane without signer: %v", err)
+	}
+	clusters["nosigner"] = c // stopped by TestMain
+	return c
+}
+
+// maliciousSign approves CSR name and writes a certificate for the
+// requested key and subject, made as spec says.
+func maliciousSign(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, name string, ca *testpki.CA, edit func(*testpki.Spec)) {
+	t.Helper()
+	decide(t, client, name, certificatesv1.CertificateApproved)
+	obj, err := client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pem.Decode(obj.Spec.Request)
+	if block == nil {
+		t.Fatalf("CSR %s holds no PEM request", name)
+	}
+	req, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := testpki.Spec{Key: req.PublicKey, Subject: req.Subject, NotBefore: time.Now().Add(-5 * time.Minute), Lifetime: time.Hour}
+	if edit != nil {
+		edit(&spec)
+	}
+	obj.Status.Certificate = ca.Issue(t, spec).CertPEM
+	if _, err := client.CertificatesV1().CertificateSigningRequests().UpdateStatus(t.Context(), obj, metav1.UpdateOptions{}); err != nil {
+		t.Fatalf("signing CSR %s: %v", name, err)
+	}
+}
+
+// TestNodeHardeningMaliciousSigner: a signer that returns, for the node's
+// own key and name, a CA certificate, a certificate that also serves, or one
+// from a CA the kubeconfig does not trust gets nothing stored: one line
+// naming the CSR and what to do, no kubeconfig, no certificate, the
+// temporary key kept. A faithful signer on the same cluster succeeds.
+func TestNodeHardeningMaliciousSigner(t *testing.T) {
+	c := noSignerCluster(t)
+	client := admin(t, c)
+	clusterCA := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile())
+	tests := []struct {
+		name string
+		ca   *testpki.CA
+		edit func(*testpki.Spec)
+		want string // in the error line; "" for success
+	}{
+		{"CA certificate", clusterCA, func(s *testpki.Spec) {
+			s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
+		}, "the signer returned a CA certificate"},
+		{"client and server auth", clusterCA, func(s *testpki.Spec) {
+			s.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}
+		}, "the signer returned a certificate for other usages"},
+		{"no extended key usage", clusterCA, func(s *testpki.Spec) { s.ExtKeyUsage = []x509.ExtKeyUsage{} },
+			"the signer returned a certificate for other usages"},
+		{"foreign CA", testpki.NewCA(t), nil, "the signer returned a certificate that does not chain to the cluster CA"},
+		{"faithful", clusterCA, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, c)
+			p := start(t, tlsbootBin, n.args()...)
+			csr := waitCSR(t, client, n.name)
+			maliciousSign(t, c, client, csr.Name, tt.ca, tt.edit)
+			r := p.wait(t)
+			cur := filepath.Join(n.certDir, "kubelet-client-current.pem")
+			if tt.want == "" {
+				if r.code != 0 || !exists(cur) || !exists(n.kubeconfig) {
+					t.Fatalf("faithful signer: %s", r)
+				}
+				return
+			}
+			if r.code == 0 {
+				t.Fatalf("run succeeded: %s", r)
+			}
+			line := r.lastLine()
+			for _, w := range []string{"tlsboot: ", csr.Name, tt.want, "not stored", "kubectl delete csr " + csr.Name} {
+				if !strings.Contains(line, w) {
+					t.Errorf("last line %q does not contain %q", line, w)
+				}
+			}
+			if strings.Contains(r.stderr, "goroutine ") {
+				t.Errorf("stack trace:\n%s", r.stderr)
+			}
+			if exists(cur) || exists(n.kubeconfig) {
+				t.Error("the certificate or kubeconfig was stored")
+			}
+			if pairs, _ := filepath.Glob(filepath.Join(n.certDir, "kubelet-client-2*.pem")); len(pairs) > 0 {
+				t.Errorf("pair files stored: %v", pairs)
+			}
+			if !exists(filepath.Join(n.certDir, "kubelet-client.key.tmp")) {
+				t.Error("the temporary key was not kept")
+			}
+		})
+	}
+}
