@@ -220,3 +220,24 @@ func TestWarnInsecure(t *testing.T) {
 		}
 	}
 }
+
+// TestNewServerRefusesHugeCAFile: the bootstrap kubeconfig's CA file is
+// read once with the size limit; client-go is given the bytes, so it never
+// reads a file of any size itself.
+func TestNewServerRefusesHugeCAFile(t *testing.T) {
+	ca := filepath.Join(t.TempDir(), "ca.crt")
+	if err := os.WriteFile(ca, bytes.Repeat([]byte("A"), atomicfile.MaxReadSize+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := newServer(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAFile: ca}})
+	var tooLarge *atomicfile.TooLargeError
+	if !errors.As(err, &tooLarge) || !strings.Contains(err.Error(), ca) {
+		t.Fatalf("newServer error = %v, want *atomicfile.TooLargeError naming %s", err, ca)
+	}
+	good := filepath.Join(t.TempDir(), "ca.crt")
+	os.WriteFile(good, testpki.NewCA(t).PEM(), 0o600)
+	s, err := newServer(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAFile: good}})
+	if err != nil || s.roots == nil || s.cfg.CAFile != "" || len(s.cfg.CAData) == 0 {
+		t.Fatalf("newServer with a good CA file: %v (roots %v, CAFile %q)", err, s != nil && s.roots != nil, s.cfg.CAFile)
+	}
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/csrwait"
+	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 )
 
@@ -41,11 +42,19 @@ func newServer(cfg *rest.Config) (*server, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "tlsboot"
 	}
-	client, err := kubernetes.NewForConfig(cfg)
+	// Read the CA file once, with the size limit, and hand client-go the
+	// bytes: it would read the file itself, whatever its size.
+	roots, err := kubeconfig.CAPool(cfg)
 	if err != nil {
 		return nil, err
 	}
-	roots, err := kubeconfig.CAPool(cfg)
+	if len(cfg.CAData) == 0 && cfg.CAFile != "" {
+		if cfg.CAData, err = atomicfile.ReadFile(cfg.CAFile); err != nil {
+			return nil, err
+		}
+		cfg.CAFile = ""
+	}
+	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}

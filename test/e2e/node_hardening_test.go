@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -386,5 +387,39 @@ func TestNodeHardeningMaliciousSigner(t *testing.T) {
 				t.Error("the temporary key was not kept")
 			}
 		})
+	}
+}
+
+// TestNodeHardeningAgentRefusesCACertificate: `tlsboot run` renewing its
+// client certificate is answered with a CA certificate for its own key and
+// name: not stored (the old certificate stays current), counted as a
+// template mismatch, and the agent stays ready.
+func TestNodeHardeningAgentRefusesCACertificate(t *testing.T) {
+	c := noSignerCluster(t)
+	client := admin(t, c)
+	clusterCA := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile())
+	n := newNode(t, c)
+	a := startAgent(t, n)
+	first := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
+	maliciousSign(t, c, client, first.Name, clusterCA, nil)
+	a.awaitReady(t, http.StatusOK)
+	cur := filepath.Join(n.certDir, "kubelet-client-current.pem")
+	old := leafOf(t, cur)
+
+	a.signal(t, syscall.SIGHUP)
+	renewal := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName, first.Name)
+	maliciousSign(t, c, client, renewal.Name, clusterCA, func(s *testpki.Spec) {
+		s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
+	})
+	a.awaitMetric(t, failures("client", "template_mismatch"), 1, time.Minute)
+	if now := leafOf(t, cur); now.SerialNumber.Cmp(old.SerialNumber) != 0 || now.IsCA {
+		t.Errorf("the current certificate changed to serial %v (CA %v)", now.SerialNumber, now.IsCA)
+	}
+	if code, _ := a.get(t, "/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz %d after the refused renewal, want 200", code)
+	}
+	r := a.stop(t)
+	if !strings.Contains(r.stderr, "the signer returned a CA certificate") {
+		t.Errorf("the log does not say why the renewal was refused:\n%s", r.stderr)
 	}
 }
