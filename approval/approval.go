@@ -304,6 +304,11 @@ func (o Options) Validate() error {
 		}
 	}
 	if o.AllowedDNSRegex != "" {
+		// Compiled alone first: a pattern such as "a)|(b" would otherwise
+		// escape the anchoring group below.
+		if _, err := regexp.Compile(o.AllowedDNSRegex); err != nil {
+			return fmt.Errorf("allowed DNS regex: %w", err)
+		}
 		if _, err := regexp.Compile(`^(?:` + o.AllowedDNSRegex + `)$`); err != nil {
 			return fmt.Errorf("allowed DNS regex: %w", err)
 		}

@@ -265,7 +265,7 @@ func TestNodeName(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []Options{{MaxExpiration: -1}, {PendingTimeout: -1}, {AllowedIPs: []netip.Prefix{{}}}} {
+	for _, o := range []Options{{MaxExpiration: -1}, {PendingTimeout: -1}, {AllowedIPs: []netip.Prefix{{}}}, {AllowedDNSRegex: `a)|(b`}} {
 		if _, err := New(o); err == nil {
 			t.Errorf("New(%+v) succeeded, want an error", o)
 		}
