@@ -38,7 +38,7 @@ const (
 	kubernetesClusterIP = "10.0.0.1"
 	serviceRangeIP      = "10.0.0.77" // in the service range, no Service yet
 	extraServiceCIDR    = "10.3.0.0/24"
-	extraServiceIP      = "10.3.0.7"    // in a ServiceCIDR object added at run time
+	extraServiceIP      = "10.3.0.7"   // in a ServiceCIDR object added at run time
 	apiServerEndpointIP = "10.1.255.1" // in the EndpointSlice of default/kubernetes
 )
 
@@ -502,4 +502,3 @@ func awaitEvent(t *testing.T, client kubernetes.Interface, name string) corev1.E
 	}
 	return got
 }
-
