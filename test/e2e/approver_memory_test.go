@@ -9,12 +9,10 @@ import (
 	"encoding/pem"
 	"fmt"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -118,19 +116,7 @@ func TestApproverBoundedMemory(t *testing.T) {
 func startApproverEnv(t *testing.T, env []string, kubeconfig string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"approver", "--kubeconfig", kubeconfig, "--metrics-bind-address", "127.0.0.1:0", "-v", "2"}, extra...)
-	p := &proc{stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(tlsbootBin, args...)
-	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() {
-		p.cmd.Process.Kill()
-		<-p.done
-	})
+	p := startEnv(t, env, tlsbootBin, args...)
 	waitOutput(t, p, `"Caches synced"`)
 	return p
 }
