@@ -34,15 +34,7 @@ type ruleCase struct {
 }
 
 func TestClientRules(t *testing.T) {
-	client := func(f func(s *csrSpec)) func(string) csrSpec {
-		return func(kind string) csrSpec {
-			s := clientSpec(testKey(t, kind))
-			if f != nil {
-				f(&s)
-			}
-			return s
-		}
-	}
+	client := func(f func(s *csrSpec)) func(string) csrSpec { return specBuilder(t, clientSpec, f) }
 	cases := []ruleCase{
 		{name: "bootstrap approved after nodeclient review", spec: client(nil),
 			verdict: Approve, reason: ReasonAutoApproved, rule: "kubelet-client", asked: []string{"system:bootstrap:abcdef/nodeclient"}},
@@ -120,15 +112,7 @@ func TestKeyEncipherment(t *testing.T) {
 }
 
 func TestServingRules(t *testing.T) {
-	serving := func(f func(s *csrSpec)) func(string) csrSpec {
-		return func(kind string) csrSpec {
-			s := servingSpec(testKey(t, kind))
-			if f != nil {
-				f(&s)
-			}
-			return s
-		}
-	}
+	serving := func(f func(s *csrSpec)) func(string) csrSpec { return specBuilder(t, servingSpec, f) }
 	noAddresses := nodeN1()
 	noAddresses.Status.Addresses = nil
 	cases := []ruleCase{

@@ -353,3 +353,15 @@ var servingScope = Options{
 	AllowedDNSRegex: `[a-z0-9-]+(\.example\.internal)?`,
 	AllowedIPs:      []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/8")},
 }
+
+// specBuilder returns a function that builds base's spec for a key of the
+// given kind, then applies f (when not nil) to it.
+func specBuilder(t testing.TB, base func(crypto.Signer) csrSpec, f func(*csrSpec)) func(string) csrSpec {
+	return func(kind string) csrSpec {
+		s := base(testKey(t, kind))
+		if f != nil {
+			f(&s)
+		}
+		return s
+	}
+}

@@ -330,15 +330,7 @@ func TestNodeNameValid(t *testing.T) {
 }
 
 func TestLiveNode(t *testing.T) {
-	client := func(f func(s *csrSpec)) func(string) csrSpec {
-		return func(kind string) csrSpec {
-			s := clientSpec(testKey(t, kind))
-			if f != nil {
-				f(&s)
-			}
-			return s
-		}
-	}
+	client := func(f func(s *csrSpec)) func(string) csrSpec { return specBuilder(t, clientSpec, f) }
 	self := client(func(s *csrSpec) { s.requester = nodeUser("n1") })
 	node := func(heartbeat time.Duration) *corev1.Node { return withHeartbeat(nodeN1(), t0.Add(-heartbeat)) }
 	noHeartbeat := nodeN1()
@@ -383,15 +375,7 @@ func nodeWith(addrs ...string) *corev1.Node {
 }
 
 func TestServingSecure(t *testing.T) {
-	serving := func(f func(s *csrSpec)) func(string) csrSpec {
-		return func(kind string) csrSpec {
-			s := servingSpec(testKey(t, kind))
-			if f != nil {
-				f(&s)
-			}
-			return s
-		}
-	}
+	serving := func(f func(s *csrSpec)) func(string) csrSpec { return specBuilder(t, servingSpec, f) }
 	ipOnly := func(ip string) func(string) csrSpec {
 		return serving(func(s *csrSpec) { s.dns, s.ips = nil, []net.IP{net.ParseIP(ip)} })
 	}

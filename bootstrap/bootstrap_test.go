@@ -96,14 +96,7 @@ func TestLoadKey(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			opts := validOptions()
-			opts.CertDir = dir
-			opts.setDefaults()
-			store, err := certstore.Open(certstore.Options{Dir: dir, Prefix: opts.CertPrefix})
-			if err != nil {
-				t.Fatal(err)
-			}
+			dir, opts, store := storeInTempDir(t)
 			if tt.stored {
 				if _, err := store.Update(issue(t, storedKey, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)), storedPEM); err != nil {
 					t.Fatal(err)
@@ -257,4 +250,19 @@ current-context: x
 	if _, _, err := LoadClientConfig(ctx, filepath.Join(dir, "missing"), "", certDir); err == nil || !strings.Contains(err.Error(), "does not exist") {
 		t.Errorf("no-bootstrap case with a missing kubeconfig: err = %v", err)
 	}
+}
+
+// storeInTempDir returns valid options (defaults set) whose certificate
+// directory is a new temporary directory, and the store opened on it.
+func storeInTempDir(t *testing.T) (string, Options, *certstore.Store) {
+	t.Helper()
+	dir := t.TempDir()
+	opts := validOptions()
+	opts.CertDir = dir
+	opts.setDefaults()
+	store, err := certstore.Open(certstore.Options{Dir: dir, Prefix: opts.CertPrefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, opts, store
 }

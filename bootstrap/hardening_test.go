@@ -21,7 +21,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
 
-	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/internal/testpki"
@@ -59,14 +58,7 @@ func TestLoadKeyRefusesUnsafeTempKey(t *testing.T) {
 	}
 	for name, setup := range setups {
 		t.Run(name, func(t *testing.T) {
-			dir := t.TempDir()
-			opts := validOptions()
-			opts.CertDir = dir
-			opts.setDefaults()
-			store, err := certstore.Open(certstore.Options{Dir: dir, Prefix: opts.CertPrefix})
-			if err != nil {
-				t.Fatal(err)
-			}
+			dir, opts, store := storeInTempDir(t)
 			tmpPath := filepath.Join(dir, "kubelet-client.key.tmp")
 			if err := setup(t, tmpPath); err != nil {
 				if name == "other owner" {
@@ -77,6 +69,7 @@ func TestLoadKeyRefusesUnsafeTempKey(t *testing.T) {
 			before := snapshotDir(t, dir)
 			done := make(chan error, 1)
 			go func() { _, _, _, err := loadKey(ctx, store, opts); done <- err }()
+			var err error
 			select {
 			case err = <-done:
 			case <-time.After(5 * time.Second):

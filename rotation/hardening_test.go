@@ -27,22 +27,12 @@ func TestUnsafeCertificateNotStored(t *testing.T) {
 			roots.AddCert(f.ca.Cert)
 			f.opts.Roots = func() (*x509.CertPool, error) { return roots, nil }
 			f.signer.decide = func(int) string { return answer }
-			var mu sync.Mutex
-			var failure error
-			failed := f.opts.Hooks.Failed
-			f.opts.Hooks.Failed = func(name string, fl Failure, err error) {
-				mu.Lock()
-				failure = err
-				mu.Unlock()
-				failed(name, fl, err)
-			}
+			lastFailure := f.captureFailures()
 			f.start(t)
 			f.noRotation(t)
 			f.m.Trigger()
 			f.ev.wantFailed(t, FailTemplate)
-			mu.Lock()
-			err := failure
-			mu.Unlock()
+			err := lastFailure()
 			var ce *csr.CertificateError
 			var mismatch *MismatchError
 			if !errors.As(err, &ce) || !errors.As(err, &mismatch) {
@@ -84,21 +74,11 @@ func TestUnsafeTempKeyLeftAlone(t *testing.T) {
 				os.Chmod(f.opts.TempKeyPath, 0o644)
 			}
 			before, _ := os.Lstat(f.opts.TempKeyPath)
-			var mu sync.Mutex
-			var failure error
-			failed := f.opts.Hooks.Failed
-			f.opts.Hooks.Failed = func(name string, fl Failure, err error) {
-				mu.Lock()
-				failure = err
-				mu.Unlock()
-				failed(name, fl, err)
-			}
+			lastFailure := f.captureFailures()
 			// A pending key at start resumes the renewal at once.
 			f.start(t)
 			f.ev.wantFailed(t, FailStore)
-			mu.Lock()
-			err := failure
-			mu.Unlock()
+			err := lastFailure()
 			var unsafe *atomicfile.UnsafeFileError
 			if !errors.As(err, &unsafe) || unsafe.Path != f.opts.TempKeyPath {
 				t.Fatalf("failure %v, want an *atomicfile.UnsafeFileError naming the key", err)
@@ -114,5 +94,24 @@ func TestUnsafeTempKeyLeftAlone(t *testing.T) {
 				t.Error("a CSR was sent")
 			}
 		})
+	}
+}
+
+// captureFailures wraps the fixture's Failed hook (call it before start) and
+// returns a function that reports the error of the latest failure.
+func (f *fixture) captureFailures() func() error {
+	var mu sync.Mutex
+	var failure error
+	failed := f.opts.Hooks.Failed
+	f.opts.Hooks.Failed = func(name string, fl Failure, err error) {
+		mu.Lock()
+		failure = err
+		mu.Unlock()
+		failed(name, fl, err)
+	}
+	return func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return failure
 	}
 }
