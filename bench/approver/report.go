@@ -11,6 +11,7 @@ import (
 var requestKeys = []string{
 	"POST certificatesigningrequests",
 	"PUT certificatesigningrequests/approval",
+	"PATCH certificatesigningrequests/approval",
 	"POST subjectaccessreviews",
 	"POST events",
 	"PATCH events",
