@@ -157,13 +157,13 @@ func (s *server) request(ctx context.Context, req csr.Request, key crypto.Signer
 	return certPEM, nil
 }
 
-// submit calls csr.Submit until it succeeds, fails for good, or ctx ends.
+// submit calls csrwait.Submit until it succeeds, fails for good, or ctx ends.
 // created is false when an existing CSR was re-attached.
 func (s *server) submit(ctx context.Context, name string, req csr.Request, key crypto.Signer) (obj *certificatesv1.CertificateSigningRequest, created bool, err error) {
 	logger := klog.FromContext(ctx)
 	backoff := retryBackoff
 	for {
-		obj, created, err = csr.Submit(ctx, s.client, name, req, key)
+		obj, created, err = csrwait.Submit(ctx, s.client, name, req, key)
 		var outcome *csr.OutcomeError
 		var conflict *csr.ConflictError
 		switch {

@@ -132,6 +132,11 @@ type Store struct {
 	// link out of order. Current and Files do not take it: the link switch
 	// is one rename, so a reader sees the old pair or the new one.
 	mu sync.Mutex
+
+	// pendingMu serialises LoadPendingKey and DropPendingKey, so that two
+	// callers never both create the pending key and one of them hold a key
+	// whose file the other replaced.
+	pendingMu sync.Mutex
 }
 
 // Open validates opts, creates the directory if needed and repairs what an

@@ -17,81 +17,71 @@ import (
 // returns its leaf: the first certificate of the chain. The leaf must carry
 // key's public key, r's common name and organisations, r's DNS names and IP
 // addresses if r has any (compared as sets), and be valid at now. It must
-// also be safe to hold (see *CertificateError): a leaf, not a CA; with
-// exactly the extended key usages r asks for; and, when roots is not nil,
-// chaining to roots (the cluster CA of the kubeconfig) for those usages at
-// now, with the other certificates of certPEM as intermediates. Signers may
-// rewrite a request, so this is the last line of defence before a
-// certificate is stored and served.
+// also be safe to hold: a leaf, not a CA; with exactly the extended key
+// usages r asks for; and, when roots is not nil, chaining to roots (the
+// cluster CA of the kubeconfig) for those usages at now, with the other
+// certificates of certPEM as intermediates. Signers may rewrite a request,
+// so this is the last line of defence before a certificate is stored and
+// served.
+//
+// Every failure is a *CertificateError, its Problem saying which check
+// failed; its CSR is empty (see CheckIssued). Check is pure and safe for
+// concurrent use.
 func Check(certPEM []byte, key crypto.Signer, r Request, now time.Time, roots *x509.CertPool) (*x509.Certificate, error) {
+	return CheckIssued("", certPEM, key, r, now, roots)
+}
+
+// CheckIssued is Check for a certificate that the CSR name has just
+// issued: its *CertificateError names that CSR, and says to delete it.
+func CheckIssued(name string, certPEM []byte, key crypto.Signer, r Request, now time.Time, roots *x509.CertPool) (*x509.Certificate, error) {
+	cert, problem, detail := check(certPEM, key, r, now, roots)
+	if problem != "" {
+		return nil, &CertificateError{CSR: name, Problem: problem, Detail: detail}
+	}
+	return cert, nil
+}
+
+// check runs the checks of Check in order and returns the leaf, or the
+// first problem and what exactly it is.
+func check(certPEM []byte, key crypto.Signer, r Request, now time.Time, roots *x509.CertPool) (*x509.Certificate, Problem, string) {
 	chain, err := certificates(certPEM)
 	if err != nil {
-		return nil, err
+		return nil, ProblemParse, err.Error()
 	}
 	cert := chain[0]
 	if !publicKeyEqual(cert.PublicKey, key.Public()) {
-		return nil, errors.New("issued certificate is for a different public key than the one requested")
+		return nil, ProblemKey, "not the public key of the request"
 	}
 	if diffs := compareNames(cert.Subject, cert.DNSNames, cert.IPAddresses, r); len(diffs) > 0 {
 		parts := make([]string, len(diffs))
 		for i, d := range diffs {
 			parts[i] = fmt.Sprintf("%s %s, requested %s", d.field, d.got, d.want)
 		}
-		return nil, fmt.Errorf("issued certificate has %s", strings.Join(parts, "; "))
+		return nil, ProblemNames, strings.Join(parts, "; ")
 	}
-	if err := checkLeaf(cert); err != nil {
-		return nil, err
+	if what := caMarks(cert); len(what) > 0 {
+		return nil, ProblemCA, strings.Join(what, ", ")
 	}
 	want := extKeyUsages(r.Usages)
-	if err := checkUsages(cert, want); err != nil {
-		return nil, err
+	if detail := usagesDiff(cert, want); detail != "" {
+		return nil, ProblemUsages, detail
 	}
 	switch {
 	case now.Before(cert.NotBefore):
-		return nil, fmt.Errorf("issued certificate is not valid until %s (now %s)", cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return nil, ProblemValidity, fmt.Sprintf("not valid until %s, now %s", cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	case now.After(cert.NotAfter):
-		return nil, fmt.Errorf("issued certificate expired at %s (now %s)", cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		return nil, ProblemValidity, fmt.Sprintf("expired at %s, now %s", cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
 	}
 	if roots != nil {
-		if err := checkChain(chain, roots, want, now); err != nil {
-			return nil, err
+		if err := verifyChain(chain, roots, want, now); err != nil {
+			return nil, ProblemChain, err.Error()
 		}
 	}
-	return cert, nil
+	return cert, "", ""
 }
 
-// Problem says what is wrong with an issued certificate that must not be
-// stored whatever its names say.
-type Problem string
-
-// The problems of a *CertificateError.
-const (
-	// ProblemCA: the signer returned a CA certificate (basicConstraints
-	// CA:TRUE, or the keyCertSign or cRLSign key usage). A node holding
-	// it could issue certificates.
-	ProblemCA Problem = "a CA certificate"
-	// ProblemUsages: its extended key usages are not the ones requested
-	// (for example server auth on a client certificate, any usage, or
-	// none, which means any).
-	ProblemUsages Problem = "a certificate for other usages"
-	// ProblemChain: it does not chain to the cluster CA of the
-	// kubeconfig for the requested usages.
-	ProblemChain Problem = "a certificate that does not chain to the cluster CA"
-)
-
-// CertificateError reports an issued certificate that matches the request's
-// key and names but is not safe to store. Callers find it with errors.As.
-type CertificateError struct {
-	Problem Problem
-	Detail  string // what exactly, one line
-}
-
-func (e *CertificateError) Error() string {
-	return fmt.Sprintf("the signer returned %s (%s)", e.Problem, e.Detail)
-}
-
-// checkLeaf refuses CA certificates.
-func checkLeaf(cert *x509.Certificate) error {
+// caMarks lists what makes cert a CA certificate; nothing for a leaf.
+func caMarks(cert *x509.Certificate) []string {
 	var what []string
 	if cert.BasicConstraintsValid && cert.IsCA {
 		what = append(what, "basicConstraints CA:TRUE")
@@ -102,21 +92,18 @@ func checkLeaf(cert *x509.Certificate) error {
 	if cert.KeyUsage&x509.KeyUsageCRLSign != 0 {
 		what = append(what, "key usage cRLSign")
 	}
-	if len(what) > 0 {
-		return &CertificateError{Problem: ProblemCA, Detail: strings.Join(what, ", ")}
-	}
-	return nil
+	return what
 }
 
-// checkUsages requires the certificate's extended key usages to be exactly
-// want. No extension at all means any usage, so it matches only a request
-// for no extended usage.
-func checkUsages(cert *x509.Certificate, want []x509.ExtKeyUsage) error {
+// usagesDiff says how the certificate's extended key usages differ from
+// want, "" when they are exactly want. No extension at all means any
+// usage, so it matches only a request for no extended usage.
+func usagesDiff(cert *x509.Certificate, want []x509.ExtKeyUsage) string {
 	got := slices.Clone(cert.ExtKeyUsage)
 	slices.Sort(got)
 	got = slices.Compact(got)
 	if slices.Equal(got, want) && len(cert.UnknownExtKeyUsage) == 0 {
-		return nil
+		return ""
 	}
 	gotNames := make([]string, 0, len(got)+len(cert.UnknownExtKeyUsage))
 	for _, u := range got {
@@ -132,12 +119,11 @@ func checkUsages(cert *x509.Certificate, want []x509.ExtKeyUsage) error {
 	for _, u := range want {
 		wantNames = append(wantNames, extKeyUsageName(u))
 	}
-	return &CertificateError{Problem: ProblemUsages, Detail: fmt.Sprintf("extended key usages %s, requested %s",
-		strings.Join(gotNames, ", "), strings.Join(wantNames, ", "))}
+	return fmt.Sprintf("extended key usages %s, requested %s", strings.Join(gotNames, ", "), strings.Join(wantNames, ", "))
 }
 
-// checkChain verifies the leaf up to roots for want at now.
-func checkChain(chain []*x509.Certificate, roots *x509.CertPool, want []x509.ExtKeyUsage, now time.Time) error {
+// verifyChain verifies the leaf up to roots for want at now.
+func verifyChain(chain []*x509.Certificate, roots *x509.CertPool, want []x509.ExtKeyUsage, now time.Time) error {
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
@@ -150,10 +136,7 @@ func checkChain(chain []*x509.Certificate, roots *x509.CertPool, want []x509.Ext
 	// manager backdates NotBefore by 5 minutes, so a node clock a little
 	// behind the signer's still verifies.
 	_, err := chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: now, KeyUsages: usages})
-	if err != nil {
-		return &CertificateError{Problem: ProblemChain, Detail: oneLine(err.Error())}
-	}
-	return nil
+	return err
 }
 
 // extKeyUsages maps the extended usages among r's usages to x509's, sorted.
@@ -209,15 +192,12 @@ func certificates(data []byte) ([]*x509.Certificate, error) {
 		}
 		cert, err := x509.ParseCertificate(block.Bytes)
 		if err != nil {
-			if len(chain) == 0 {
-				return nil, fmt.Errorf("parsing issued certificate: %w", err)
-			}
-			return nil, fmt.Errorf("parsing certificate %d of the issued chain: %w", len(chain)+1, err)
+			return nil, fmt.Errorf("certificate %d of the chain: %w", len(chain)+1, err)
 		}
 		chain = append(chain, cert)
 	}
 	if len(chain) == 0 {
-		return nil, errors.New("issued certificate: no PEM CERTIFICATE block found")
+		return nil, errors.New("no PEM CERTIFICATE block")
 	}
 	return chain, nil
 }

@@ -1,7 +1,6 @@
 package csr
 
 import (
-	"context"
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -10,47 +9,24 @@ import (
 	"fmt"
 	"net"
 	"slices"
-	"strings"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/klog/v2"
 )
 
-// ConflictError reports that a CSR of the name we wanted already exists but
-// asks for something else, so we cannot wait on it.
-type ConflictError struct {
-	Name  string
-	Diffs []string // what differs, e.g. `signer is "a", want "b"`
-}
-
-func (e *ConflictError) Error() string {
-	return fmt.Sprintf("certificate signing request %s already exists and does not match this request: %s; delete it with %q and run again",
-		e.Name, strings.Join(e.Diffs, ", "), "kubectl delete csr "+e.Name)
-}
-
-// Submit creates the CSR name for r, signed by key, or re-attaches to an
-// existing CSR of that name left by an earlier run (ours or the kubelet's:
-// names from Name are the same). An empty name lets the API server choose one,
-// and then there is nothing to re-attach to.
-//
-// An existing CSR is used only if it has the same signer, public key,
-// subject, usages and SANs; otherwise Submit returns a *ConflictError. An
-// existing CSR that was denied or failed yields an *OutcomeError. The
-// returned object may already hold a certificate; pass its name and UID to
-// csrwait.Wait, which returns at once in that case. created reports whether
-// this call created the CSR (false: re-attached).
-func Submit(ctx context.Context, client kubernetes.Interface, name string, r Request, key crypto.Signer) (obj *certificatesv1.CertificateSigningRequest, created bool, err error) {
+// Object returns the certificates.k8s.io/v1 object that asks for r under
+// name, its x509 request signed by key. An empty name lets the API server
+// choose one (generateName "csr-"). It returns an error, naming what is
+// wrong, when r is not valid (see Validate).
+func (r Request) Object(name string, key crypto.Signer) (*certificatesv1.CertificateSigningRequest, error) {
 	if err := r.Validate(); err != nil {
-		return nil, false, fmt.Errorf("invalid certificate signing request: %w", err)
+		return nil, fmt.Errorf("invalid certificate signing request: %w", err)
 	}
 	req, err := r.PEM(key)
 	if err != nil {
-		return nil, false, err
+		return nil, err
 	}
-	obj = &certificatesv1.CertificateSigningRequest{
+	obj := &certificatesv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: certificatesv1.CertificateSigningRequestSpec{
 			Request:           req,
@@ -62,28 +38,20 @@ func Submit(ctx context.Context, client kubernetes.Interface, name string, r Req
 	if name == "" {
 		obj.GenerateName = "csr-"
 	}
-	csrs := client.CertificatesV1().CertificateSigningRequests()
-	logger := klog.FromContext(ctx)
-	made, err := csrs.Create(ctx, obj, metav1.CreateOptions{})
-	if err == nil {
-		logger.V(2).Info("Created certificate signing request", "csr", made.Name, "signer", r.SignerName)
-		return made, true, nil
+	return obj, nil
+}
+
+// Reattach reports whether existing, a CSR found under the name r asked
+// for with the public key pub, can be waited on instead of creating one:
+// nil if it asks for the same signer, public key, subject, usages and SANs
+// and is not decided against; a *ConflictError listing what differs
+// otherwise; the *OutcomeError of Outcome if it was denied or failed.
+func Reattach(existing *certificatesv1.CertificateSigningRequest, r Request, pub crypto.PublicKey) error {
+	if diffs := compare(existing, r, pub); len(diffs) > 0 {
+		return &ConflictError{Name: existing.Name, Diffs: diffs}
 	}
-	if name == "" || !apierrors.IsAlreadyExists(err) {
-		return nil, false, fmt.Errorf("creating certificate signing request %q: %w", name, err)
-	}
-	existing, err := csrs.Get(ctx, name, metav1.GetOptions{})
-	if err != nil {
-		return nil, false, fmt.Errorf("reading existing certificate signing request %s: %w", name, err)
-	}
-	if diffs := compare(existing, r, key.Public()); len(diffs) > 0 {
-		return nil, false, &ConflictError{Name: name, Diffs: diffs}
-	}
-	if _, err := Outcome(existing); err != nil {
-		return nil, false, err
-	}
-	logger.V(2).Info("Re-attached to existing certificate signing request", "csr", name, "uid", existing.UID)
-	return existing, false, nil
+	_, err := Outcome(existing)
+	return err
 }
 
 // compare lists how an existing CSR differs from what r asks for with pub.

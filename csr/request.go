@@ -25,8 +25,43 @@ const (
 	NodeCommonPrefix = "system:node:"
 )
 
-// MinExpiration is the shortest spec.expirationSeconds the API server accepts.
-const MinExpiration = 10 * time.Minute
+// NodeSigners returns the signers of node certificates, client first: the
+// ones NodeClient and NodeServing ask, and the ones tlsboot's approver
+// decides by default.
+func NodeSigners() []string {
+	return []string{certificatesv1.KubeAPIServerClientKubeletSignerName, certificatesv1.KubeletServingSignerName}
+}
+
+// The bounds of spec.expirationSeconds the API server accepts: at least ten
+// minutes, and an int32 number of seconds. Every check of a requested
+// lifetime in tlsboot goes through CheckExpiration.
+const (
+	MinExpiration = 10 * time.Minute
+	MaxExpiration = time.Duration(math.MaxInt32) * time.Second
+)
+
+// ExpirationError reports a requested certificate lifetime outside
+// [MinExpiration, MaxExpiration].
+type ExpirationError struct {
+	Expiration time.Duration
+}
+
+func (e *ExpirationError) Error() string {
+	if e.Expiration > MaxExpiration {
+		return fmt.Sprintf("expiration %v is too long: the API server accepts at most %v", e.Expiration, MaxExpiration)
+	}
+	return fmt.Sprintf("expiration %v is too short: the API server requires at least %v", e.Expiration, MinExpiration)
+}
+
+// CheckExpiration returns an *ExpirationError when d, a requested
+// certificate lifetime, is one the API server refuses. Zero means "the
+// signer's default" and is accepted.
+func CheckExpiration(d time.Duration) error {
+	if d != 0 && (d < MinExpiration || d > MaxExpiration) {
+		return &ExpirationError{Expiration: d}
+	}
+	return nil
+}
 
 // Request describes what to ask for. The zero value is not valid; build one
 // with NodeClient or NodeServing, or fill every field and call Validate.
@@ -124,13 +159,7 @@ func (r Request) Validate() error {
 		}
 		seen[u] = true
 	}
-	if r.Expiration != 0 && r.Expiration < MinExpiration {
-		return fmt.Errorf("expiration %s is shorter than the minimum %s", r.Expiration, MinExpiration)
-	}
-	if r.Expiration > time.Duration(math.MaxInt32)*time.Second {
-		return fmt.Errorf("expiration %s is too long", r.Expiration)
-	}
-	return nil
+	return CheckExpiration(r.Expiration)
 }
 
 func (r Request) validateSigner() error {

@@ -64,7 +64,7 @@ func TestValidate(t *testing.T) {
 		{"no usages", func(r *Request) { r.Usages = nil }, "no key usages"},
 		{"unknown usage", func(r *Request) { r.Usages = []certificatesv1.KeyUsage{"flying"} }, `unknown key usage "flying"`},
 		{"duplicate usage", func(r *Request) { r.Usages = append(r.Usages, "client auth") }, "listed twice"},
-		{"short expiration", func(r *Request) { r.Expiration = 9 * time.Minute }, "shorter than the minimum"},
+		{"short expiration", func(r *Request) { r.Expiration = 9 * time.Minute }, "expiration 9m0s is too short: the API server requires at least 10m0s"},
 		{"huge expiration", func(r *Request) { r.Expiration = 1 << 62 }, "too long"},
 		{"client with SANs", func(r *Request) { r.DNSNames = []string{"n"} }, "does not accept"},
 		{"serving without SANs", func(r *Request) { r.SignerName = certificatesv1.KubeletServingSignerName }, "needs at least one"},

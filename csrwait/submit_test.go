@@ -1,123 +1,116 @@
-package csr
+package csrwait
 
 import (
 	"context"
-	"crypto"
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
 
-// existingCSR builds the API object an earlier Submit of r with key would
-// have left, with the given conditions.
-func existingCSR(t *testing.T, name string, r Request, key crypto.Signer, conds ...certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequest {
-	t.Helper()
-	data, err := r.PEM(key)
+func TestSubmitCreatesThenReattaches(t *testing.T) {
+	key, err := csr.GenerateKey(csr.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	obj := &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{Name: name, UID: "uid-1"},
-		Spec:       certificatesv1.CertificateSigningRequestSpec{Request: data, SignerName: r.SignerName, Usages: r.Usages},
+	r := csr.NodeClient("node-a", key.Public())
+	name, err := r.Name(key.Public())
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, c := range conds {
-		obj.Status.Conditions = append(obj.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-			Type: c, Status: corev1.ConditionTrue, Reason: "Because", Message: "policy\nsays so",
-		})
-	}
-	return obj
-}
-
-func TestSubmitCreates(t *testing.T) {
-	key := mustParseKey(t, fixtureRSAKey)
-	r := NodeClient("node-a", key.Public())
-	r.Expiration = time.Hour
-	name, _ := r.Name(key.Public())
 	client := fake.NewClientset()
-	got, _, err := Submit(context.Background(), client, name, r, key)
+	ctx := context.Background()
+	made, created, err := Submit(ctx, client, name, r, key)
+	if err != nil || !created || made.Name != name {
+		t.Fatalf("first Submit() = %v, created %v, error %v; want %s created", made, created, err, name)
+	}
+	stored, err := client.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	stored, err := client.CertificatesV1().CertificateSigningRequests().Get(context.Background(), name, metav1.GetOptions{})
+	if err := csr.Reattach(stored, r, key.Public()); err != nil {
+		t.Errorf("the stored CSR is not the request: %v", err)
+	}
+	again, created, err := Submit(ctx, client, name, r, key)
+	if err != nil || created || again.Name != name {
+		t.Fatalf("second Submit() = %v, created %v, error %v; want %s re-attached", again, created, err, name)
+	}
+
+	other, err := csr.GenerateKey(csr.ECDSAP256)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, obj := range []*certificatesv1.CertificateSigningRequest{got, stored} {
-		if obj.Name != name || obj.Spec.SignerName != r.SignerName || !sameSet(obj.Spec.Usages, r.Usages) {
-			t.Errorf("created %s signer %s usages %v", obj.Name, obj.Spec.SignerName, obj.Spec.Usages)
-		}
-		if e := obj.Spec.ExpirationSeconds; e == nil || *e != 3600 {
-			t.Errorf("expirationSeconds = %v, want 3600", e)
-		}
-		if diffs := compare(obj, r, key.Public()); len(diffs) > 0 {
-			t.Errorf("created request differs: %v", diffs)
-		}
+	var conflict *csr.ConflictError
+	if _, _, err := Submit(ctx, client, name, csr.NodeClient("node-a", other.Public()), other); !errors.As(err, &conflict) || conflict.Name != name {
+		t.Errorf("Submit() with another key under the same name: error %v, want *csr.ConflictError", err)
 	}
 }
 
-func TestSubmitExisting(t *testing.T) {
-	key, other := mustParseKey(t, fixtureECKey), mustParseKey(t, fixtureRSAKey)
-	r := NodeClient("node-a", key.Public())
-	const name = "node-csr-test"
-	serving := NodeServing("node-a", key.Public(), []string{"a"}, nil)
+func TestSubmitErrors(t *testing.T) {
+	key, err := csr.GenerateKey(csr.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := csr.NodeClient("node-a", key.Public())
+	gr := certificatesv1.Resource("certificatesigningrequests")
+	fail := func(err error) k8stesting.ReactionFunc {
+		return func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, err }
+	}
 	tests := []struct {
 		name     string
-		existing *certificatesv1.CertificateSigningRequest
-		wantErr  error  // errors.Is target; nil for success
-		wantText string // part of the error text
+		r        csr.Request
+		verb     string // the verb that fails
+		err      error  // what the server answers
+		wantKind error  // the *csr.ServerError's Kind; nil when not one
+		wantIs   func(error) bool
+		wantText string
 	}{
-		{name: "same key re-attaches", existing: existingCSR(t, name, r, key)},
-		{name: "approved re-attaches", existing: existingCSR(t, name, r, key, certificatesv1.CertificateApproved)},
-		{name: "other key conflicts", existing: existingCSR(t, name, NodeClient("node-a", other.Public()), other),
-			wantErr: &ConflictError{}, wantText: "made with a different private key"},
-		{name: "other node conflicts", existing: existingCSR(t, name, NodeClient("node-b", key.Public()), key),
-			wantErr: &ConflictError{}, wantText: `CN is "system:node:node-b", want "system:node:node-a"`},
-		{name: "other signer and usages conflict", existing: existingCSR(t, name, serving, key),
-			wantErr: &ConflictError{}, wantText: `signer is "kubernetes.io/kubelet-serving", want "kubernetes.io/kube-apiserver-client-kubelet", usages are`},
-		{name: "denied", existing: existingCSR(t, name, r, key, certificatesv1.CertificateDenied),
-			wantErr: ErrDenied, wantText: `certificate signing request node-csr-test was denied (reason "Because": policy says so); delete it with "kubectl delete csr node-csr-test" and run again`},
-		{name: "failed after approval", existing: existingCSR(t, name, r, key, certificatesv1.CertificateApproved, certificatesv1.CertificateFailed),
-			wantErr: ErrFailed, wantText: "node-csr-test failed (reason"},
+		{name: "invalid request", r: csr.Request{}, wantText: "invalid certificate signing request: request has no signer name"},
+		{name: "create forbidden", r: r, verb: "create", err: apierrors.NewForbidden(gr, "n", errors.New("no")),
+			wantKind: csr.ErrForbidden, wantIs: apierrors.IsForbidden,
+			wantText: "creating certificate signing request n: the credentials may not do this (403 Forbidden: "},
+		{name: "create unauthorized", r: r, verb: "create", err: apierrors.NewUnauthorized("token expired"),
+			wantKind: csr.ErrUnauthorized, wantIs: apierrors.IsUnauthorized,
+			wantText: "creating certificate signing request n: the API server rejected the credentials (401 Unauthorized): "},
+		{name: "create unavailable", r: r, verb: "create", err: apierrors.NewServiceUnavailable("starting"),
+			wantKind: csr.ErrUnreachable, wantIs: apierrors.IsServiceUnavailable, wantText: "the API server did not answer"},
+		{name: "create invalid", r: r, verb: "create", err: apierrors.NewInvalid(certificatesv1.Kind("CertificateSigningRequest"), "n", field.ErrorList{field.Invalid(field.NewPath("spec"), "x", "bad")}),
+			wantIs: apierrors.IsInvalid, wantText: "creating certificate signing request n: CertificateSigningRequest.certificates.k8s.io \"n\" is invalid"},
+		{name: "get unreachable", r: r, verb: "get", err: errors.New("connection refused"),
+			wantKind: csr.ErrUnreachable, wantText: "reading existing certificate signing request n: the API server did not answer (connection refused)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			client := fake.NewClientset(tt.existing)
-			got, _, err := Submit(context.Background(), client, name, r, key)
-			if tt.wantErr == nil {
-				if err != nil {
-					t.Fatal(err)
-				}
-				if got.UID != tt.existing.UID {
-					t.Errorf("re-attached to UID %q, want %q", got.UID, tt.existing.UID)
-				}
-				return
+			client := fake.NewClientset()
+			switch tt.verb {
+			case "create":
+				client.PrependReactor("create", "certificatesigningrequests", fail(tt.err))
+			case "get":
+				client.PrependReactor("create", "certificatesigningrequests", fail(apierrors.NewAlreadyExists(gr, "n")))
+				client.PrependReactor("get", "certificatesigningrequests", fail(tt.err))
 			}
-			var conflict *ConflictError
-			var outcome *OutcomeError
-			switch want := tt.wantErr.(type) {
-			case *ConflictError:
-				if !errors.As(err, &conflict) || conflict.Name != name {
-					t.Fatalf("Submit() error = %v, want *ConflictError for %s", err, name)
-				}
-				if !strings.Contains(err.Error(), `delete it with "kubectl delete csr node-csr-test"`) {
-					t.Errorf("error %q does not say how to delete the CSR", err)
-				}
-			default:
-				if !errors.Is(err, want) || !errors.As(err, &outcome) || outcome.Kind != want {
-					t.Fatalf("Submit() error = %v, want *OutcomeError of kind %v", err, want)
-				}
+			_, _, err := Submit(context.Background(), client, "n", tt.r, key)
+			if err == nil || !strings.Contains(err.Error(), tt.wantText) {
+				t.Fatalf("Submit() error = %v, want it to contain %q", err, tt.wantText)
 			}
-			if !strings.Contains(err.Error(), tt.wantText) {
-				t.Errorf("error %q does not contain %q", err, tt.wantText)
+			var se *csr.ServerError
+			switch {
+			case tt.wantKind == nil && errors.As(err, &se):
+				t.Errorf("Submit() error %v is a *csr.ServerError, want none", err)
+			case tt.wantKind != nil && (!errors.As(err, &se) || se.Kind != tt.wantKind || se.CSR != "n" || !errors.Is(err, tt.wantKind)):
+				t.Errorf("Submit() error %v, want a *csr.ServerError of kind %v for CSR n", err, tt.wantKind)
+			}
+			if tt.wantIs != nil && !tt.wantIs(err) {
+				t.Errorf("error %v does not wrap the API error", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error %q spans lines", err)
@@ -126,32 +119,20 @@ func TestSubmitExisting(t *testing.T) {
 	}
 }
 
-func TestSubmitErrors(t *testing.T) {
-	key := mustParseKey(t, fixtureECKey)
-	r := NodeClient("node-a", key.Public())
-	forbidden := apierrors.NewForbidden(certificatesv1.Resource("certificatesigningrequests"), "x", errors.New("no"))
-	tests := []struct {
-		name    string
-		r       Request
-		react   k8stesting.ReactionFunc
-		wantErr string
-	}{
-		{"invalid request", Request{}, nil, "invalid certificate signing request: request has no signer name"},
-		{"create forbidden", r, func(k8stesting.Action) (bool, runtime.Object, error) { return true, nil, forbidden }, `creating certificate signing request "n":`},
+func TestSubmitCancelled(t *testing.T) {
+	key, err := csr.GenerateKey(csr.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			client := fake.NewClientset()
-			if tt.react != nil {
-				client.PrependReactor("create", "certificatesigningrequests", tt.react)
-			}
-			_, _, err := Submit(context.Background(), client, "n", tt.r, key)
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Submit() error = %v, want it to contain %q", err, tt.wantErr)
-			}
-			if tt.react != nil && !apierrors.IsForbidden(err) {
-				t.Errorf("error %v does not wrap the API error", err)
-			}
-		})
+	ctx, cancel := context.WithCancel(context.Background())
+	client := fake.NewClientset()
+	client.PrependReactor("create", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
+		cancel()
+		return true, nil, context.Canceled
+	})
+	_, _, err = Submit(ctx, client, "n", csr.NodeClient("node-a", key.Public()), key)
+	var se *csr.ServerError
+	if !errors.Is(err, context.Canceled) || errors.As(err, &se) {
+		t.Errorf("Submit() with a cancelled ctx: error %v, want context.Canceled and no *csr.ServerError", err)
 	}
 }

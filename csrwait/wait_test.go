@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes/fake"
@@ -148,11 +151,11 @@ func TestWait(t *testing.T) {
 			steps: []step{{event: watch.Modified, obj: object(testUID, nil, certificatesv1.CertificateApproved, certificatesv1.CertificateFailed)}}},
 		{name: "deleted", initial: pending, wantKind: csr.ErrDeleted, wantText: "node-csr-test was deleted; run again",
 			steps: []step{{event: watch.Deleted, obj: pending}}},
-		{name: "missing at start", wantKind: csr.ErrDeleted, wantText: "was deleted (it does not exist)"},
-		{name: "replaced by another uid", initial: pending, wantKind: csr.ErrDeleted, wantReason: csr.ReasonReplaced,
+		{name: "missing at start", wantKind: csr.ErrDeleted, wantText: "node-csr-test was deleted; run again"},
+		{name: "replaced by another uid", initial: pending, wantKind: csr.ErrReplaced,
 			wantText: "node-csr-test was replaced",
 			steps:    []step{{event: watch.Modified, obj: object("uid-2", testCert, certificatesv1.CertificateApproved)}}},
-		{name: "other uid at start", initial: object("uid-0", nil), wantKind: csr.ErrDeleted, wantReason: csr.ReasonReplaced},
+		{name: "other uid at start", initial: object("uid-0", nil), wantKind: csr.ErrReplaced},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -193,17 +196,113 @@ func TestWait(t *testing.T) {
 	}
 }
 
+// TestWaitContextEnds: a deadline is a *csr.TimeoutError that says what
+// to do; a cancellation is the context's error, saying what was awaited.
 func TestWaitContextEnds(t *testing.T) {
-	h := newHarness(t, object(testUID, nil))
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	h.start(ctx, testUID, Options{})
-	r := h.wait(t)
-	if !errors.Is(r.err, context.DeadlineExceeded) {
-		t.Fatalf("Wait() error = %v, want context.DeadlineExceeded", r.err)
+	t.Run("deadline", func(t *testing.T) {
+		approved := object(testUID, nil, certificatesv1.CertificateApproved)
+		approved.ResourceVersion = "7"
+		h := newHarness(t, approved)
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		t.Cleanup(cancel)
+		// ForCSR knows the signer and the approval from the start.
+		cert, err := ForCSR(ctx, h.client, approved, Options{})
+		r := result{cert, err}
+		var te *csr.TimeoutError
+		if !errors.As(r.err, &te) || !errors.Is(r.err, context.DeadlineExceeded) {
+			t.Fatalf("Wait() error = %v, want a *csr.TimeoutError", r.err)
+		}
+		if te.CSR != testName || te.Signer != certificatesv1.KubeAPIServerClientKubeletSignerName || !te.Approved || te.Waited <= 0 {
+			t.Errorf("TimeoutError = %+v, want CSR %s, its signer, approved, a positive wait", te, testName)
+		}
+	})
+	t.Run("cancelled", func(t *testing.T) {
+		h := newHarness(t, object(testUID, nil))
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		h.start(ctx, testUID, Options{})
+		h.nextWatch(t)
+		cancel()
+		r := h.wait(t)
+		var te *csr.TimeoutError
+		if !errors.Is(r.err, context.Canceled) || errors.As(r.err, &te) {
+			t.Fatalf("Wait() error = %v, want context.Canceled and no *csr.TimeoutError", r.err)
+		}
+		if !strings.Contains(r.err.Error(), "waiting for certificate signing request node-csr-test") {
+			t.Errorf("error %q does not say what it waited for", r.err)
+		}
+	})
+}
+
+// TestWaitRefused: a list or watch that the server refuses for good ends
+// the wait with a *csr.ServerError; an unreachable server is retried.
+func TestWaitRefused(t *testing.T) {
+	gr := certificatesv1.Resource("certificatesigningrequests")
+	tests := []struct {
+		name     string
+		verb     string
+		err      error
+		wantKind error
+	}{
+		{"list forbidden", "list", apierrors.NewForbidden(gr, "", errors.New("no")), csr.ErrForbidden},
+		{"list unauthorized", "list", apierrors.NewUnauthorized("Unauthorized"), csr.ErrUnauthorized},
+		{"watch forbidden", "watch", apierrors.NewForbidden(gr, "", errors.New("no")), csr.ErrForbidden},
 	}
-	if !strings.Contains(r.err.Error(), "waiting for certificate signing request node-csr-test") {
-		t.Errorf("error %q does not say what it waited for", r.err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			client := fake.NewClientset(object(testUID, nil))
+			if tt.verb == "list" {
+				client.PrependReactor("list", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
+					return true, nil, tt.err
+				})
+			} else {
+				client.PrependWatchReactor("certificatesigningrequests", func(k8stesting.Action) (bool, watch.Interface, error) {
+					return true, nil, tt.err
+				})
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), guard)
+			t.Cleanup(cancel)
+			_, err := Wait(ctx, client, testName, testUID, Options{})
+			var se *csr.ServerError
+			if !errors.As(err, &se) || se.Kind != tt.wantKind || se.CSR != testName || !errors.Is(err, tt.err) {
+				t.Fatalf("Wait() error = %v, want a *csr.ServerError of kind %v for %s", err, tt.wantKind, testName)
+			}
+		})
+	}
+	t.Run("unavailable is retried", func(t *testing.T) {
+		client := fake.NewClientset(object(testUID, testCert))
+		var lists atomic.Int32
+		client.PrependReactor("list", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
+			if lists.Add(1) == 1 {
+				return true, nil, apierrors.NewServiceUnavailable("starting")
+			}
+			return false, nil, nil
+		})
+		ctx, cancel := context.WithTimeout(context.Background(), guard)
+		t.Cleanup(cancel)
+		if cert, err := Wait(ctx, client, testName, testUID, Options{}); err != nil || string(cert) != string(testCert) {
+			t.Fatalf("Wait() = %q, %v; want the certificate after a retry", cert, err)
+		}
+	})
+}
+
+// TestWaitDeletionSameEitherWay: a CSR deleted before the first list and
+// one deleted during the watch give the same error, word for word.
+func TestWaitDeletionSameEitherWay(t *testing.T) {
+	missing := newHarness(t, nil)
+	missing.start(context.Background(), testUID, Options{})
+	before := missing.wait(t).err
+
+	during := newHarness(t, object(testUID, nil))
+	during.start(context.Background(), testUID, Options{})
+	during.nextWatch(t).Action(watch.Deleted, object(testUID, nil))
+	after := during.wait(t).err
+
+	if before == nil || after == nil || before.Error() != after.Error() {
+		t.Fatalf("deleted before the list: %v; during the watch: %v; want one error", before, after)
+	}
+	if !errors.Is(before, csr.ErrDeleted) || !errors.Is(after, csr.ErrDeleted) {
+		t.Errorf("errors %v, %v are not csr.ErrDeleted", before, after)
 	}
 }
 

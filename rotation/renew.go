@@ -131,7 +131,7 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer, roots *x509.CertPool, limit time.Duration) ([]byte, time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	submitted := m.opts.Clock.Now()
-	obj, created, err := csr.Submit(ctx, client, name, req, key)
+	obj, created, err := csrwait.Submit(ctx, client, name, req, key)
 	if err != nil {
 		m.discardIfFinal(ctx, err)
 		return nil, 0, err

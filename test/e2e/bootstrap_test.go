@@ -148,10 +148,10 @@ func TestCSROutcomes(t *testing.T) {
 		// kube-controller-manager's signer does not sign first.
 		{"certificate for another key", func(t *testing.T, _ *proc, csr string) {
 			signCSR(t, c, client, csr, otherKey)
-		}, []string{"unusable certificate, not stored", "different public key", "kubectl delete csr"}},
+		}, []string{"the signer returned a certificate for a different public key", "not stored", "kubectl delete csr"}},
 		{"certificate for another node", func(t *testing.T, _ *proc, csr string) {
 			signCSR(t, c, client, csr, otherSubject)
-		}, []string{"unusable certificate, not stored", "system:node:someone-else"}},
+		}, []string{"the signer returned a certificate for other names", "not stored", "system:node:someone-else"}},
 		{"SIGTERM", func(t *testing.T, p *proc, _ string) { p.signal(t, syscall.SIGTERM) },
 			[]string{"interrupted", "run again to resume"}},
 		{"SIGINT", func(t *testing.T, p *proc, _ string) { p.signal(t, syscall.SIGINT) },
