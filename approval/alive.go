@@ -2,7 +2,6 @@ package approval
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,9 +15,8 @@ import (
 // expiry) may be bootstrapped again, as before. A node renewing its own
 // certificate is not affected.
 func checkNoLiveNodeTakeover(p *Policy, c *candidate) *Decision {
-	cn := c.req.Subject.CommonName
-	name := strings.TrimPrefix(cn, nodePrefix)
-	if c.requester.Username == cn || c.node == nil || c.node.Name != name {
+	name := c.nodeName
+	if requesterIsSubject(c) || c.node == nil || c.node.Name != name {
 		return nil
 	}
 	last, source, ok := lastHeartbeat(c)

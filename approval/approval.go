@@ -6,9 +6,12 @@
 // table.
 //
 // Policy.Decide claims a CSR by its signer, then runs that signer's checks in
-// order; the first check that objects decides. CSRs for other signers, and
-// CSRs that already carry a decision, are ignored. See docs/approver.md for
-// the attacker model.
+// order; the first check that objects decides. When none does, the first of
+// the signer's grants that applies decides: it approves if the requester
+// holds one of its permissions (asked with SubjectAccessReviews through an
+// Authorizer), or outright when it names none. CSRs for other signers, and
+// CSRs that already carry a decision, are ignored. The policy table is in
+// rules.go; see docs/approver.md for the attacker model.
 //
 // # Contract: what each check stops
 //
@@ -47,7 +50,7 @@
 //     with two is read as different identities by different readers.
 //   - At most MaxSANs subject alternative names in all (TooManySANs).
 //
-// kubernetes.io/kube-apiserver-client-kubelet (rules.go, alive.go), then:
+// kubernetes.io/kube-apiserver-client-kubelet (checks.go, alive.go), then:
 // O exactly [system:nodes]; CN system:node:<name>; the name a lower-case
 // DNS-1123 subdomain, as the API server requires of a Node's name
 // (InvalidNodeName: stops "WORKER-1", "a..b", "x_y", names no Node can
@@ -60,11 +63,14 @@
 // Options.LeaveLiveNode (Ignore, Notify). This stops a leaked bootstrap
 // token from minting the identity of a running node; deleting the Node
 // object is how an operator re-provisions one. A node whose Lease is stale
-// is bootstrapped as before. Last, the SubjectAccessReview.
+// is bootstrapped as before. Last, the SubjectAccessReview: a requester
+// asking for its own identity needs the permission selfnodeclient or
+// nodeclient (rule kubelet-client-self), anyone else nodeclient (rule
+// kubelet-client); without it, no opinion yet (NotAuthorized: Wait).
 //
-// kubernetes.io/kubelet-serving (serving.go), then: requester is a node and
-// the CN; O; node name; no email or URI SANs, no wildcards, at least one
-// SAN; usages; expiration; then, whatever the scope:
+// kubernetes.io/kubelet-serving (serving.go, checks.go), then: requester
+// is a node and the CN; O; node name; no email or URI SANs, no wildcards,
+// at least one SAN; usages; expiration; then, whatever the scope:
 //   - Reserved SANs (SANReserved): no IP that is loopback, unspecified,
 //     link-local, multicast, broadcast, in 0.0.0.0/8 or ::/96, inside a
 //     service CIDR (Options.ServiceCIDRs and Input.Cluster), or an address
@@ -88,8 +94,8 @@
 //   - Unique (SANNotUnique): no SAN is also listed by another Node
 //     (Input.Cluster): stops a node claiming a neighbour's address.
 //
-// The approval message records the SANs approved and the Node's
-// resourceVersion.
+// No permission is asked for (rule kubelet-serving). The approval message
+// records the SANs approved and the Node's resourceVersion.
 //
 // Every Message carries at most MaxEchoBytes of content taken from the
 // request (strings quoted and cut by echo, lists cut to their first items
@@ -106,19 +112,23 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strings"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
 
 // Verdict is what to do with a CSR.
 type Verdict int
 
 const (
-	// Ignore: not ours to decide (another signer, already decided, or left
-	// for a human after the pending timeout). Do not ask again.
+	// Ignore: not ours to decide (another signer, already decided), or left
+	// for a human (no serving scope, a live node with
+	// Options.LeaveLiveNode, the pending timeout passed). Do not ask again.
 	Ignore Verdict = iota
 	// Approve: add the Approved condition.
 	Approve
@@ -129,6 +139,8 @@ const (
 	Wait
 )
 
+// String returns the verdict as logged: "approve", "deny", "wait", or
+// "ignore" (also for a value that is no Verdict).
 func (v Verdict) String() string {
 	switch v {
 	case Approve:
@@ -155,45 +167,53 @@ type Decision struct {
 	// that leaves it pending (Ignore), so that an operator learns why (for
 	// example, serving approval is off until a scope is configured).
 	Notify bool
-	// Rule names the recogniser that claimed the CSR ("kubelet-client",
-	// "kubelet-client-self", "kubelet-serving"); empty when none did.
+	// Rule names the rule of the policy that decided: the grant that
+	// approved or waits for a permission ("kubelet-client",
+	// "kubelet-client-self", "kubelet-serving"), otherwise the recogniser
+	// that claimed the CSR ("kubelet-client", "kubelet-serving"); empty
+	// when none did.
 	Rule string
 }
 
-// Reasons. Approve always uses ReasonAutoApproved.
+// Reasons, with the verdicts that carry them. The package comment says
+// which check gives which. Approve always uses ReasonAutoApproved; every
+// other reason means that a check objected, except the two of Ignore that
+// mean the policy did not look (AlreadyDecided, UnknownSigner).
 const (
-	ReasonAutoApproved         = "AutoApproved"
-	ReasonAlreadyDecided       = "AlreadyDecided"
-	ReasonUnknownSigner        = "UnknownSigner"
-	ReasonInvalidRequest       = "InvalidRequest"
-	ReasonBadOrganization      = "OrganizationNotSystemNodes"
-	ReasonBadCommonName        = "CommonNameNotNode"
-	ReasonSANNotAllowed        = "SANNotAllowed"
-	ReasonMissingSAN           = "MissingSAN"
-	ReasonBadUsages            = "UsagesNotAllowed"
-	ReasonExpirationTooLong    = "ExpirationTooLong"
-	ReasonRequesterNotNode     = "RequesterNotNode"
-	ReasonNodeMismatch         = "NodeMismatch"
-	ReasonSANForbiddenByPolicy = "SANForbiddenByPolicy"
-	ReasonSANNotNodeAddress    = "SANNotNodeAddress"
-	ReasonNodeNotFound         = "NodeNotFound"
-	ReasonNodeAddressesUnknown = "NodeAddressesUnknown"
-	ReasonNotAuthorized        = "NotAuthorized"
-	ReasonPendingTimeout       = "PendingTimeout"
+	ReasonAutoApproved         = "AutoApproved"               // Approve
+	ReasonAlreadyDecided       = "AlreadyDecided"             // Ignore
+	ReasonUnknownSigner        = "UnknownSigner"              // Ignore
+	ReasonInvalidRequest       = "InvalidRequest"             // Deny
+	ReasonBadOrganization      = "OrganizationNotSystemNodes" // Deny
+	ReasonBadCommonName        = "CommonNameNotNode"          // Deny
+	ReasonSANNotAllowed        = "SANNotAllowed"              // Deny
+	ReasonMissingSAN           = "MissingSAN"                 // Deny
+	ReasonBadUsages            = "UsagesNotAllowed"           // Deny
+	ReasonExpirationTooLong    = "ExpirationTooLong"          // Deny
+	ReasonRequesterNotNode     = "RequesterNotNode"           // Deny
+	ReasonNodeMismatch         = "NodeMismatch"               // Deny
+	ReasonSANForbiddenByPolicy = "SANForbiddenByPolicy"       // Deny
+	ReasonSANNotNodeAddress    = "SANNotNodeAddress"          // Deny
+	ReasonNodeNotFound         = "NodeNotFound"               // Wait
+	ReasonNodeAddressesUnknown = "NodeAddressesUnknown"       // Wait
+	ReasonNotAuthorized        = "NotAuthorized"              // Wait
+	// ReasonPendingTimeout replaces a Wait older than
+	// Options.PendingTimeout: Deny with Options.DenyOnTimeout, else Ignore.
+	ReasonPendingTimeout = "PendingTimeout"
 
 	// Secure by default (every CSR).
-	ReasonRequestTooLarge     = "RequestTooLarge"
-	ReasonKeyNotAllowed       = "KeyNotAllowed"
-	ReasonExtensionNotAllowed = "ExtensionNotAllowed"
-	ReasonAttributeNotAllowed = "AttributeNotAllowed"
-	ReasonTooManySANs         = "TooManySANs"
+	ReasonRequestTooLarge     = "RequestTooLarge"     // Deny
+	ReasonKeyNotAllowed       = "KeyNotAllowed"       // Deny
+	ReasonExtensionNotAllowed = "ExtensionNotAllowed" // Deny
+	ReasonAttributeNotAllowed = "AttributeNotAllowed" // Deny
+	ReasonTooManySANs         = "TooManySANs"         // Deny
 	// Secure by default (client CSRs).
-	ReasonInvalidNodeName = "InvalidNodeName"
-	ReasonNodeAlive       = "NodeAlive"
+	ReasonInvalidNodeName = "InvalidNodeName" // Deny
+	ReasonNodeAlive       = "NodeAlive"       // Deny, or Ignore with Notify and Options.LeaveLiveNode
 	// Secure by default (serving CSRs).
-	ReasonNoServingScope = "NoServingScope"
-	ReasonSANReserved    = "SANReserved"
-	ReasonSANNotUnique   = "SANNotUnique"
+	ReasonNoServingScope = "NoServingScope" // Ignore with Notify
+	ReasonSANReserved    = "SANReserved"    // Deny
+	ReasonSANNotUnique   = "SANNotUnique"   // Deny
 )
 
 // Requester is who created a CSR, as the API server recorded it in
@@ -206,12 +226,12 @@ type Requester struct {
 	Extra    map[string][]string
 }
 
-// RequesterOf returns the requester recorded in csr.
-func RequesterOf(csr *certificatesv1.CertificateSigningRequest) Requester {
-	r := Requester{Username: csr.Spec.Username, UID: csr.Spec.UID, Groups: csr.Spec.Groups}
-	if len(csr.Spec.Extra) > 0 {
-		r.Extra = make(map[string][]string, len(csr.Spec.Extra))
-		for k, v := range csr.Spec.Extra {
+// requesterOf returns the requester recorded in obj.
+func requesterOf(obj *certificatesv1.CertificateSigningRequest) Requester {
+	r := Requester{Username: obj.Spec.Username, UID: obj.Spec.UID, Groups: obj.Spec.Groups}
+	if len(obj.Spec.Extra) > 0 {
+		r.Extra = make(map[string][]string, len(obj.Spec.Extra))
+		for k, v := range obj.Spec.Extra {
 			r.Extra[k] = []string(v)
 		}
 	}
@@ -225,14 +245,6 @@ func RequesterOf(csr *certificatesv1.CertificateSigningRequest) Requester {
 // caller asks again later. Implementations must be safe for concurrent use.
 type Authorizer interface {
 	Authorize(ctx context.Context, r Requester, subresource string) (bool, error)
-}
-
-// AuthorizerFunc adapts a function to Authorizer.
-type AuthorizerFunc func(ctx context.Context, r Requester, subresource string) (bool, error)
-
-// Authorize calls f.
-func (f AuthorizerFunc) Authorize(ctx context.Context, r Requester, subresource string) (bool, error) {
-	return f(ctx, r, subresource)
 }
 
 // Input is everything Decide looks at besides permissions, gathered before.
@@ -323,7 +335,7 @@ type Policy struct {
 	recognisers []recogniser
 }
 
-// New returns the policy for opts.
+// New returns the policy for opts, or the error of opts.Validate.
 func New(opts Options) (*Policy, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -346,8 +358,11 @@ func (p *Policy) Signers() []string {
 	return s
 }
 
-// Decide returns the decision for in. The error is non-nil only when authz
-// failed; the decision is then meaningless and the caller retries.
+// Decide returns the decision for in. It calls authz (with ctx, its only
+// use) only for a CSR that passed every check of a grant with permissions,
+// and never more than that grant's permissions. The error is non-nil only
+// when authz failed (ctx's error included); the decision is then
+// meaningless and the caller retries. Safe for concurrent use.
 func (p *Policy) Decide(ctx context.Context, in Input, authz Authorizer) (Decision, error) {
 	if Decided(in.CSR) {
 		return Decision{Verdict: Ignore, Reason: ReasonAlreadyDecided, Message: "the request already has a decision or a certificate"}, nil
@@ -378,7 +393,7 @@ func (p *Policy) recogniser(signer string) *recogniser {
 }
 
 // run bounds the request's size, parses it, runs rec's checks in order,
-// then rec's final step.
+// then rec's grants.
 func (p *Policy) run(ctx context.Context, rec *recogniser, in Input, authz Authorizer) (Decision, error) {
 	if d := requestTooLarge(in.CSR.Spec.Request, in.DroppedRequestBytes); d != nil {
 		return *d, nil
@@ -387,13 +402,13 @@ func (p *Policy) run(ctx context.Context, rec *recogniser, in Input, authz Autho
 	if err != nil {
 		return deny(ReasonInvalidRequest, "%v", err), nil
 	}
-	c := &candidate{csr: in.CSR, req: req, in: in, node: in.Node, requester: RequesterOf(in.CSR)}
+	c := newCandidate(in, req)
 	for _, check := range rec.checks {
 		if d := check(p, c); d != nil {
 			return *d, nil
 		}
 	}
-	return rec.final(ctx, c, authz)
+	return rec.decideGrant(ctx, c, authz)
 }
 
 // timeout turns a Wait older than the pending timeout into a deny or an
@@ -423,13 +438,28 @@ func (p *Policy) PendingTimeoutIn(in Input) (remaining time.Duration, ok bool) {
 	return p.opts.PendingTimeout - in.Now.Sub(in.CSR.CreationTimestamp.Time), true
 }
 
-// Decided reports whether csr already carries a decision (Approved, Denied
+// NodeName returns the node named by obj's common name
+// ("system:node:<name>"), or "" if it names none, or if spec.request is over
+// MaxRequestBytes, does not parse or is not signed by its key.
+func NodeName(obj *certificatesv1.CertificateSigningRequest) string {
+	req, err := parseRequest(obj.Spec.Request)
+	if err != nil {
+		return ""
+	}
+	name, ok := strings.CutPrefix(req.Subject.CommonName, csr.NodeCommonPrefix)
+	if !ok {
+		return ""
+	}
+	return name
+}
+
+// Decided reports whether obj already carries a decision (Approved, Denied
 // or Failed) or a certificate: then there is nothing left to decide.
-func Decided(csr *certificatesv1.CertificateSigningRequest) bool {
-	if len(csr.Status.Certificate) > 0 {
+func Decided(obj *certificatesv1.CertificateSigningRequest) bool {
+	if len(obj.Status.Certificate) > 0 {
 		return true
 	}
-	for _, c := range csr.Status.Conditions {
+	for _, c := range obj.Status.Conditions {
 		switch c.Type {
 		case certificatesv1.CertificateApproved, certificatesv1.CertificateDenied, certificatesv1.CertificateFailed:
 			return true
@@ -438,10 +468,10 @@ func Decided(csr *certificatesv1.CertificateSigningRequest) bool {
 	return false
 }
 
-// ParseRequest parses a CSR's spec.request and checks its signature (which
+// parseRequest parses a CSR's spec.request and checks its signature (which
 // proves possession of the private key). A request over MaxRequestBytes is
 // refused unread.
-func ParseRequest(data []byte) (*x509.CertificateRequest, error) {
+func parseRequest(data []byte) (*x509.CertificateRequest, error) {
 	req, err := parseUnverified(data)
 	if err != nil {
 		return nil, err
@@ -472,6 +502,11 @@ func parseUnverified(data []byte) (*x509.CertificateRequest, error) {
 		return nil, fmt.Errorf("spec.request does not parse: %w", err)
 	}
 	return req, nil
+}
+
+func denyp(reason, format string, args ...any) *Decision {
+	d := deny(reason, format, args...)
+	return &d
 }
 
 func deny(reason, format string, args ...any) Decision {

@@ -169,6 +169,7 @@ func runRuleCases(t *testing.T, cases []ruleCase) {
 				if d.Message == "" || len(d.Message) > MaxMessageBytes {
 					t.Errorf("decision %v %s has a message of %d bytes, want 1 to %d", d.Verdict, d.Reason, len(d.Message), MaxMessageBytes)
 				}
+				assertNamesNoFlag(t, d)
 				if d.Notify != tc.notify {
 					t.Errorf("Notify %v, want %v", d.Notify, tc.notify)
 				}
@@ -224,7 +225,7 @@ func TestRequesterCarriesExtraAndUID(t *testing.T) {
 	s.requester.Extra = map[string][]string{"scopes": {"a", "b"}}
 	var got Requester
 	p, _ := New(Options{})
-	_, err := p.Decide(t.Context(), Input{CSR: s.build(t), Now: t0}, AuthorizerFunc(func(_ context.Context, r Requester, _ string) (bool, error) {
+	_, err := p.Decide(t.Context(), Input{CSR: s.build(t), Now: t0}, authorizerFunc(func(_ context.Context, r Requester, _ string) (bool, error) {
 		got = r
 		return true, nil
 	}))
@@ -265,5 +266,26 @@ func TestPendingTimeoutIn(t *testing.T) {
 	p, _ = New(Options{})
 	if _, ok := p.PendingTimeoutIn(in); ok {
 		t.Error("PendingTimeoutIn without a timeout reported one")
+	}
+}
+
+// TestPolicyTable checks the shape of the recogniser table that Decide
+// relies on: one recogniser per signer, each with checks, a rule name, an
+// approval message, and grants whose last one always applies.
+func TestPolicyTable(t *testing.T) {
+	seen := map[string]bool{}
+	for _, rec := range recognisers() {
+		if rec.name == "" || rec.signer == "" || len(rec.checks) == 0 || rec.approved == nil || seen[rec.signer] {
+			t.Errorf("recogniser %q for signer %q: want a name, a signer of its own, checks and an approval message", rec.name, rec.signer)
+		}
+		seen[rec.signer] = true
+		if len(rec.grants) == 0 || rec.grants[len(rec.grants)-1].when != nil {
+			t.Errorf("recogniser %q: its last grant must always apply", rec.name)
+		}
+		for _, g := range rec.grants {
+			if g.rule == "" {
+				t.Errorf("recogniser %q: a grant without a rule name", rec.name)
+			}
+		}
 	}
 }

@@ -199,6 +199,13 @@ func (f *fakeAuthz) Authorize(_ context.Context, r Requester, sub string) (bool,
 	return f.allowed[r.Username+"/"+sub], f.err
 }
 
+// authorizerFunc adapts a function to Authorizer.
+type authorizerFunc func(ctx context.Context, r Requester, subresource string) (bool, error)
+
+func (f authorizerFunc) Authorize(ctx context.Context, r Requester, subresource string) (bool, error) {
+	return f(ctx, r, subresource)
+}
+
 // kubeadmAuthz grants what kubeadm's bindings grant.
 func kubeadmAuthz() *fakeAuthz {
 	return &fakeAuthz{allowed: map[string]bool{

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
 
 func TestEcho(t *testing.T) {
@@ -85,19 +87,19 @@ func TestMessagesBounded(t *testing.T) {
 	for _, signer := range bothSigners {
 		t.Run(signer, func(t *testing.T) {
 			s := bigSpec(t, signer)
-			csr := s.build(t)
-			if n := len(csr.Spec.Request); n < 400<<10 {
+			obj := s.build(t)
+			if n := len(obj.Spec.Request); n < 400<<10 {
 				t.Fatalf("request of %d bytes, want about 420 KB", n)
 			}
 			// Through Decide: refused by size, unread.
 			p, _ := New(servingScope)
-			d, err := p.Decide(t.Context(), Input{CSR: csr, Node: nodeN1(), Now: t0}, kubeadmAuthz())
+			d, err := p.Decide(t.Context(), Input{CSR: obj, Node: nodeN1(), Now: t0}, kubeadmAuthz())
 			if err != nil || d.Reason != ReasonRequestTooLarge || len(d.Message) > MaxMessageBytes {
 				t.Errorf("Decide: %v %s, message of %d bytes: %.300s", err, d.Reason, len(d.Message), d.Message)
 			}
 			// Every check on its own, as if the size check were gone: each
 			// message is bounded by the echo helpers, before capMessage.
-			block, _ := pem.Decode(csr.Spec.Request)
+			block, _ := pem.Decode(obj.Spec.Request)
 			req, err := x509.ParseCertificateRequest(block.Bytes)
 			if err != nil {
 				t.Fatal(err)
@@ -108,7 +110,7 @@ func TestMessagesBounded(t *testing.T) {
 			}
 			for _, opts := range []Options{{}, servingScope, {AllowedDNSRegex: strings.Repeat("a", 5000)}} {
 				p, _ := New(opts)
-				c := &candidate{csr: csr, req: req, in: Input{Node: node, Now: t0, Cluster: testCluster()}, node: node, requester: RequesterOf(csr)}
+				c := newCandidate(Input{CSR: obj, Node: node, Now: t0, Cluster: testCluster()}, req)
 				for _, check := range p.recogniser(signer).checks {
 					if d := check(p, c); d != nil && len(d.Message) > MaxMessageBytes {
 						t.Errorf("%s: message of %d bytes: %.300s", d.Reason, len(d.Message), d.Message)
@@ -126,12 +128,12 @@ func TestEveryMessageBounded(t *testing.T) {
 	long := strings.Repeat("x", 10_000)
 	mods := map[string]func(s *csrSpec){
 		"long common name":   func(s *csrSpec) { s.cn = long },
-		"long node name":     func(s *csrSpec) { s.cn = nodePrefix + long },
+		"long node name":     func(s *csrSpec) { s.cn = csr.NodeCommonPrefix + long },
 		"long organizations": func(s *csrSpec) { s.org = []string{long, long, long} },
 		"long usages": func(s *csrSpec) {
 			s.usages = []certificatesv1.KeyUsage{certificatesv1.KeyUsage(long), certificatesv1.KeyUsage(long)}
 		},
-		"long requester":      func(s *csrSpec) { s.requester.Username = nodePrefix + long },
+		"long requester":      func(s *csrSpec) { s.requester.Username = csr.NodeCommonPrefix + long },
 		"long bootstrap user": func(s *csrSpec) { s.requester.Username = "system:bootstrap:" + long },
 		"long DNS names":      func(s *csrSpec) { s.dns = []string{long + ".a", long + ".b"} },
 		"long emails":         func(s *csrSpec) { s.emails = []string{long + "@a", long + "@b"} },
@@ -143,7 +145,7 @@ func TestEveryMessageBounded(t *testing.T) {
 				s := specFor(signer, testKey(t, "ecdsa"))
 				mod(&s)
 				p, _ := New(Options{AllowedDNSRegex: `.*`, AllowedIPs: servingScope.AllowedIPs})
-				d, err := p.Decide(context.Background(), Input{CSR: s.build(t), Node: nodeN1(), Now: t0}, AuthorizerFunc(func(context.Context, Requester, string) (bool, error) { return false, nil }))
+				d, err := p.Decide(context.Background(), Input{CSR: s.build(t), Node: nodeN1(), Now: t0}, authorizerFunc(func(context.Context, Requester, string) (bool, error) { return false, nil }))
 				if err != nil {
 					t.Fatal(err)
 				}

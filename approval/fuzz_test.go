@@ -21,6 +21,8 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
 
 // FuzzDecide feeds arbitrary CSR content (the request, signer, usages and
@@ -52,13 +54,9 @@ func FuzzDecide(f *testing.F) {
 		{Type: corev1.NodeInternalDNS, Address: "n1.example.internal"}, {Type: corev1.NodeExternalIP, Address: "fd00::1"},
 		{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: "kubernetes.default.svc"},
 	}}}
-	p, err := New(Options{AllowedDNSRegex: `.*`, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	grantAll := AuthorizerFunc(func(context.Context, Requester, string) (bool, error) { return true, nil })
+	p := widePolicy(f)
 	f.Fuzz(func(t *testing.T, request []byte, signer, usages, user string, renewedAgo int64, dropped int) {
-		csr := &certificatesv1.CertificateSigningRequest{
+		obj := &certificatesv1.CertificateSigningRequest{
 			ObjectMeta: metav1.ObjectMeta{Name: "fuzz", CreationTimestamp: metav1.NewTime(t0)},
 			Spec: certificatesv1.CertificateSigningRequestSpec{
 				Request: request, SignerName: signer, Username: user,
@@ -66,10 +64,10 @@ func FuzzDecide(f *testing.F) {
 			},
 		}
 		for _, u := range strings.Split(usages, ",") {
-			csr.Spec.Usages = append(csr.Spec.Usages, certificatesv1.KeyUsage(u))
+			obj.Spec.Usages = append(obj.Spec.Usages, certificatesv1.KeyUsage(u))
 		}
 		renewed := t0.Add(-time.Duration(renewedAgo) * time.Second)
-		in := Input{CSR: csr, Node: node, NodeLease: lease("n1", renewed), Cluster: testCluster(), DroppedRequestBytes: dropped, Now: t0}
+		in := Input{CSR: obj, Node: node, NodeLease: lease("n1", renewed), Cluster: testCluster(), DroppedRequestBytes: dropped, Now: t0}
 		d, err := p.Decide(context.Background(), in, grantAll)
 		if err != nil {
 			return
@@ -95,7 +93,7 @@ func assertApprovable(t *testing.T, request []byte, signer, user string, renewed
 	if len(request) > MaxRequestBytes {
 		t.Fatalf("approved a request of %d bytes", len(request))
 	}
-	req, perr := ParseRequest(request)
+	req, perr := parseRequest(request)
 	if perr != nil {
 		t.Fatalf("approved a request that does not parse: %v", perr)
 	}
@@ -154,6 +152,21 @@ func assertApprovable(t *testing.T, request []byte, signer, user string, renewed
 	}
 }
 
+// widePolicy is a policy whose serving scope is every name and address, so
+// that only the policy's own checks stand between a fuzzed request and an
+// approval.
+func widePolicy(f *testing.F) *Policy {
+	p, err := New(Options{AllowedDNSRegex: `.*`, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	return p
+}
+
+// grantAll grants every permission: the checks, not RBAC, are what the fuzz
+// tests exercise.
+var grantAll = authorizerFunc(func(context.Context, Requester, string) (bool, error) { return true, nil })
+
 // isCAExtension reports whether e makes a certificate a CA's: basic
 // constraints with CA true, or key usage with certificate or CRL signing.
 func isCAExtension(e pkix.Extension) bool {
@@ -183,18 +196,14 @@ func FuzzDecideRequest(f *testing.F) {
 	f.Add(false, "n1", "system:nodes", "", []byte{}, []byte{19}, mustMarshal(f, basicConstraints{IsCA: true, MaxPathLen: -1}), true, int64(3600))
 	f.Add(true, "n1", "system:nodes", "n1", []byte{}, []byte{15}, mustMarshal(f, keyUsageBits(0, 5)), false, int64(0))
 	key := testKey(f, "ecdsa")
-	p, err := New(Options{AllowedDNSRegex: `.*`, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")}})
-	if err != nil {
-		f.Fatal(err)
-	}
-	grantAll := AuthorizerFunc(func(context.Context, Requester, string) (bool, error) { return true, nil })
+	p := widePolicy(f)
 	f.Fuzz(func(t *testing.T, serving bool, name, org, dns string, ipBytes, extOID, extValue []byte, critical bool, renewedAgo int64) {
 		s := clientSpec(key)
 		if serving {
 			s = servingSpec(key)
 			s.requester = nodeUser(name)
 		}
-		s.cn, s.org = nodePrefix+name, []string{org}
+		s.cn, s.org = csr.NodeCommonPrefix+name, []string{org}
 		s.dns, s.ips = nil, nil
 		if dns != "" {
 			s.dns = strings.Split(dns, ",")
@@ -214,8 +223,8 @@ func FuzzDecideRequest(f *testing.F) {
 		if err != nil {
 			return
 		}
-		csr := s.build(t)
-		csr.Spec.Request = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+		obj := s.build(t)
+		obj.Spec.Request = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
 		node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: "7"}}
 		for _, d := range s.dns {
 			node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeHostName, Address: d})
@@ -223,7 +232,7 @@ func FuzzDecideRequest(f *testing.F) {
 		for _, ip := range s.ips {
 			node.Status.Addresses = append(node.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip.String()})
 		}
-		in := Input{CSR: csr, Node: node, NodeLease: lease(name, t0.Add(-time.Duration(renewedAgo)*time.Second)), Cluster: testCluster(), Now: t0}
+		in := Input{CSR: obj, Node: node, NodeLease: lease(name, t0.Add(-time.Duration(renewedAgo)*time.Second)), Cluster: testCluster(), Now: t0}
 		d, err := p.Decide(context.Background(), in, grantAll)
 		if err != nil {
 			t.Fatal(err)
@@ -232,7 +241,7 @@ func FuzzDecideRequest(f *testing.F) {
 			t.Fatalf("message of %d bytes", len(d.Message))
 		}
 		if d.Verdict == Approve {
-			assertApprovable(t, csr.Spec.Request, csr.Spec.SignerName, csr.Spec.Username, renewedAgo)
+			assertApprovable(t, obj.Spec.Request, obj.Spec.SignerName, obj.Spec.Username, renewedAgo)
 		}
 	})
 }

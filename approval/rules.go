@@ -2,61 +2,26 @@ package approval
 
 import (
 	"context"
-	"crypto/rsa"
 	"crypto/x509"
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
 
-// The well-known node identity.
-const (
-	nodesGroup = "system:nodes"
-	nodePrefix = "system:node:"
-)
+// The policy as a table, read top to bottom: a recogniser claims the CSRs of
+// one signer; its checks run in order and the first that objects decides;
+// when none does, its grants say under which rule the CSR is approved and
+// which permissions of the requester (SubjectAccessReviews, as
+// kube-controller-manager's approver asks) approve it.
 
-// The SubjectAccessReview subresources of certificatesigningrequests that
-// kubeadm's bindings grant: "nodeclient" to bootstrap tokens,
-// "selfnodeclient" to nodes renewing their own certificate.
-const (
-	SubresourceNodeClient     = "nodeclient"
-	SubresourceSelfNodeClient = "selfnodeclient"
-)
-
-// candidate is a CSR being decided, with what the checks read.
-type candidate struct {
-	csr       *certificatesv1.CertificateSigningRequest
-	req       *x509.CertificateRequest
-	in        Input
-	node      *corev1.Node
-	requester Requester
-}
-
-// A check returns nil when the candidate passes, or the decision that ends
-// the evaluation.
-type check func(p *Policy, c *candidate) *Decision
-
-// A recogniser claims the CSRs of one signer: all its checks must pass, then
-// final decides (it may ask the Authorizer).
-type recogniser struct {
-	name   string
-	signer string
-	checks []check
-	final  func(ctx context.Context, c *candidate, authz Authorizer) (Decision, error)
-}
-
-// requestChecks run first for every signer, cheapest first: the key before
-// the signature it bounds, then the request's shape.
-var requestChecks = []check{checkKey, checkSignature, checkAttributes, checkExtensions, checkSubject, checkSANCount}
-
-// recognisers is the policy table. Every check must pass; the order puts
-// static checks of the request first, checks that read the cluster (Node,
-// Lease, other Nodes) after them, and the SubjectAccessReview last.
+// recognisers is the policy table. The checks put static checks of the
+// request first, checks that read the cluster (Node, Lease, other Nodes)
+// after them; the SubjectAccessReviews of the grants come last.
 func recognisers() []recogniser {
 	return []recogniser{
 		{
@@ -67,7 +32,16 @@ func recognisers() []recogniser {
 				checkUsages(certificatesv1.UsageClientAuth), checkExpiration, checkNodeRenewsItself,
 				checkNoLiveNodeTakeover,
 			}),
-			final: authorizeClient,
+			// As kube-controller-manager: a node renewing its own
+			// certificate needs selfnodeclient or, failing that,
+			// nodeclient; anyone else (a bootstrap token) needs nodeclient.
+			grants: []grant{
+				{rule: "kubelet-client-self", when: requesterIsSubject, permissions: []string{subresourceSelfNodeClient, subresourceNodeClient}},
+				{rule: "kubelet-client", permissions: []string{subresourceNodeClient}},
+			},
+			approved: func(c *candidate, permission string) string {
+				return fmt.Sprintf("%s may create certificatesigningrequests/%s", echo(c.requester.Username), permission)
+			},
 		},
 		{
 			name:   "kubelet-serving",
@@ -78,171 +52,102 @@ func recognisers() []recogniser {
 				checkReservedSANs, checkServingScope, checkSANPolicy,
 				checkNodeKnown, checkSANsAreNodeAddresses, checkSANsUnique,
 			}),
-			final: approveServing,
+			// No permission to ask for: no RBAC role grants serving
+			// certificates, the checks against the Node are the policy.
+			grants:   []grant{{rule: "kubelet-serving"}},
+			approved: servingApproval,
 		},
 	}
 }
 
-// NodeName returns the node named by a CSR's common name
-// ("system:node:<name>"), or "" if it names none or does not parse.
-func NodeName(csr *certificatesv1.CertificateSigningRequest) string {
-	req, err := ParseRequest(csr.Spec.Request)
-	if err != nil {
-		return ""
-	}
-	name, _ := strings.CutPrefix(req.Subject.CommonName, nodePrefix)
-	if name == req.Subject.CommonName {
-		return ""
-	}
-	return name
+// requestChecks run first for every signer, cheapest first: the key before
+// the signature it bounds, then the request's shape (request.go).
+var requestChecks = []check{checkKey, checkSignature, checkAttributes, checkExtensions, checkSubject, checkSANCount}
+
+// The SubjectAccessReview subresources of certificatesigningrequests that
+// kubeadm's bindings grant: "nodeclient" to bootstrap tokens,
+// "selfnodeclient" to nodes renewing their own certificate.
+const (
+	subresourceNodeClient     = "nodeclient"
+	subresourceSelfNodeClient = "selfnodeclient"
+)
+
+// A recogniser claims the CSRs of one signer.
+type recogniser struct {
+	// name is the rule recorded on a decision taken by a check.
+	name   string
+	signer string
+	// checks run in order; the first that objects decides.
+	checks []check
+	// grants: the first whose when holds decides a CSR every check passed.
+	// The last has no when.
+	grants []grant
+	// approved is the approval message after "Auto-approved by tlsboot
+	// approver (rule R): ", given the permission granted ("" when the grant
+	// asks for none).
+	approved func(c *candidate, permission string) string
 }
 
-func denyp(reason, format string, args ...any) *Decision {
-	d := deny(reason, format, args...)
-	return &d
+// A grant approves a CSR under rule if the requester holds one of
+// permissions (subresources of certificatesigningrequests, asked in order),
+// or outright when it lists none.
+type grant struct {
+	rule        string
+	when        func(c *candidate) bool // nil: always
+	permissions []string
 }
 
-// checkOrganization: O must be exactly [system:nodes], as the Node
-// authorizer and kube-controller-manager require.
-func checkOrganization(_ *Policy, c *candidate) *Decision {
-	if o := c.req.Subject.Organization; !slices.Equal(o, []string{nodesGroup}) {
-		return denyp(ReasonBadOrganization, "subject organization is %s, must be exactly [%q]", echoList("organizations", o), nodesGroup)
-	}
-	return nil
+// A check returns nil when the candidate passes, or the decision that ends
+// the evaluation.
+type check func(p *Policy, c *candidate) *Decision
+
+// candidate is a CSR being decided, with what the checks read.
+type candidate struct {
+	csr       *certificatesv1.CertificateSigningRequest
+	req       *x509.CertificateRequest
+	in        Input
+	node      *corev1.Node
+	requester Requester
+	// nodeName is the common name without csr.NodeCommonPrefix.
+	nodeName string
 }
 
-// checkNodeCommonName: CN must be system:node:<non-empty name>.
-func checkNodeCommonName(_ *Policy, c *candidate) *Decision {
-	cn := c.req.Subject.CommonName
-	if !strings.HasPrefix(cn, nodePrefix) || len(cn) == len(nodePrefix) {
-		return denyp(ReasonBadCommonName, "subject common name %s is not of the form %s<node name>", echo(cn), nodePrefix)
-	}
-	return nil
+func newCandidate(in Input, req *x509.CertificateRequest) *candidate {
+	return &candidate{csr: in.CSR, req: req, in: in, node: in.Node, requester: requesterOf(in.CSR),
+		nodeName: strings.TrimPrefix(req.Subject.CommonName, csr.NodeCommonPrefix)}
 }
 
-// checkNodeNameValid: the node name must be a lower-case DNS-1123
-// subdomain, as the API server requires of a Node's name: no certificate
-// for a name no Node can have (and that tools would read differently).
-func checkNodeNameValid(_ *Policy, c *candidate) *Decision {
-	name := strings.TrimPrefix(c.req.Subject.CommonName, nodePrefix)
-	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return denyp(ReasonInvalidNodeName, "node name %s is not a valid Node name: %s", echo(name), errs[0])
-	}
-	return nil
+// requesterIsSubject: the requester asks for its own identity.
+func requesterIsSubject(c *candidate) bool {
+	return c.requester.Username == c.req.Subject.CommonName
 }
 
-// checkNoSANs: a client certificate carries its identity in the subject only.
-func checkNoSANs(_ *Policy, c *candidate) *Decision {
-	r := c.req
-	if n := len(r.DNSNames) + len(r.IPAddresses) + len(r.EmailAddresses) + len(r.URIs); n > 0 {
-		return denyp(ReasonSANNotAllowed, "a kubelet client certificate must not have subject alternative names, the request has %d: %s",
-			n, echoList("names", slices.Concat(r.DNSNames, stringsOf(r.IPAddresses), r.EmailAddresses, stringsOf(r.URIs))))
+// decideGrant is the end of rec's evaluation of c, every check passed: the
+// first grant that applies asks for its permissions in order and approves
+// on the first granted. Without a granted permission there is no opinion
+// yet (Wait, NotAuthorized). The error is authz's.
+func (rec *recogniser) decideGrant(ctx context.Context, c *candidate, authz Authorizer) (Decision, error) {
+	i := slices.IndexFunc(rec.grants, func(g grant) bool { return g.when == nil || g.when(c) })
+	g := rec.grants[i]
+	approve := func(permission string) Decision {
+		return Decision{Verdict: Approve, Reason: ReasonAutoApproved, Rule: g.rule,
+			Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule %s): %s", g.rule, rec.approved(c, permission))}
 	}
-	return nil
-}
-
-// checkUsages returns a check that the usages are exactly digital signature
-// and auth, plus key encipherment only for an RSA key (the only key type
-// that can encipher a key: asking for it with another key is a malformed
-// request).
-func checkUsages(auth certificatesv1.KeyUsage) check {
-	return func(_ *Policy, c *candidate) *Decision {
-		want := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, auth}
-		if _, ok := c.req.PublicKey.(*rsa.PublicKey); ok && slices.Contains(c.csr.Spec.Usages, certificatesv1.UsageKeyEncipherment) {
-			want = append(want, certificatesv1.UsageKeyEncipherment)
-		}
-		got := slices.Clone(c.csr.Spec.Usages)
-		slices.Sort(got)
-		slices.Sort(want)
-		if !slices.Equal(got, want) {
-			return denyp(ReasonBadUsages, "usages %s are not allowed: want exactly %q and %q, plus %q for RSA keys only",
-				echoList("usages", stringsOf(c.csr.Spec.Usages)), certificatesv1.UsageDigitalSignature, auth, certificatesv1.UsageKeyEncipherment)
-		}
-		return nil
+	if len(g.permissions) == 0 {
+		return approve(""), nil
 	}
-}
-
-// checkExpiration: spec.expirationSeconds no longer than MaxExpiration.
-func checkExpiration(p *Policy, c *candidate) *Decision {
-	s := c.csr.Spec.ExpirationSeconds
-	if s == nil || p.opts.MaxExpiration == 0 {
-		return nil
-	}
-	if d := time.Duration(*s) * time.Second; d > p.opts.MaxExpiration {
-		return denyp(ReasonExpirationTooLong, "requested expiration %s is longer than the allowed %s", d, p.opts.MaxExpiration)
-	}
-	return nil
-}
-
-// checkNodeRenewsItself: a node may ask for a client certificate only in its
-// own name. kube-controller-manager would try the nodeclient permission and
-// leave the CSR pending; a node asking for another node's identity is an
-// attack, so we deny it.
-func checkNodeRenewsItself(_ *Policy, c *candidate) *Decision {
-	user := c.requester.Username
-	if strings.HasPrefix(user, nodePrefix) && user != c.req.Subject.CommonName {
-		return denyp(ReasonNodeMismatch, "node %s may not request a client certificate for %s", echo(user), echo(c.req.Subject.CommonName))
-	}
-	return nil
-}
-
-// authorizeClient is kube-controller-manager's SubjectAccessReview step: a
-// requester renewing its own identity needs selfnodeclient (or, as in
-// kube-controller-manager, nodeclient); anyone else needs nodeclient.
-func authorizeClient(ctx context.Context, c *candidate, authz Authorizer) (Decision, error) {
-	subresources, rule := []string{SubresourceNodeClient}, "kubelet-client"
-	if c.requester.Username == c.req.Subject.CommonName {
-		subresources, rule = []string{SubresourceSelfNodeClient, SubresourceNodeClient}, "kubelet-client-self"
-	}
-	for _, sub := range subresources {
+	for _, sub := range g.permissions {
 		ok, err := authz.Authorize(ctx, c.requester, sub)
 		if err != nil {
 			return Decision{}, fmt.Errorf("checking whether %q may create certificatesigningrequests/%s: %w", c.requester.Username, sub, err)
 		}
 		if ok {
-			return Decision{Verdict: Approve, Reason: ReasonAutoApproved, Rule: rule,
-				Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule %s): %s may create certificatesigningrequests/%s", rule, echo(c.requester.Username), sub)}, nil
+			return approve(sub), nil
 		}
 	}
+	first := g.permissions[0]
 	d := wait(ReasonNotAuthorized, "%s may not create certificatesigningrequests/%s: bind it to ClusterRole system:certificates.k8s.io:certificatesigningrequests:%s, or approve by hand",
-		echo(c.requester.Username), subresources[0], subresources[0])
-	d.Rule = rule
+		echo(c.requester.Username), first, first)
+	d.Rule = g.rule
 	return d, nil
-}
-
-// checkRequesterIsNode: only a node, authenticated as one, may ask for a
-// serving certificate.
-func checkRequesterIsNode(_ *Policy, c *candidate) *Decision {
-	r := c.requester
-	if !strings.HasPrefix(r.Username, nodePrefix) || len(r.Username) == len(nodePrefix) || !slices.Contains(r.Groups, nodesGroup) {
-		return denyp(ReasonRequesterNotNode, "requester %s is not a node: serving certificates are approved only for a user %s<name> in group %s", echo(r.Username), nodePrefix, nodesGroup)
-	}
-	return nil
-}
-
-// checkCommonNameIsRequester: node A may not ask for node B's certificate.
-func checkCommonNameIsRequester(_ *Policy, c *candidate) *Decision {
-	if cn := c.req.Subject.CommonName; cn != c.requester.Username {
-		return denyp(ReasonNodeMismatch, "subject common name %s is not the requester %s", echo(cn), echo(c.requester.Username))
-	}
-	return nil
-}
-
-// checkServingSANs: at least one DNS name or IP address; no email or URI
-// SANs; no wildcard DNS names (no Node address is a wildcard).
-func checkServingSANs(_ *Policy, c *candidate) *Decision {
-	r := c.req
-	if len(r.EmailAddresses) > 0 || len(r.URIs) > 0 {
-		return denyp(ReasonSANNotAllowed, "email and URI subject alternative names are not allowed in a serving certificate, the request has %s",
-			echoList("names", slices.Concat(r.EmailAddresses, stringsOf(r.URIs))))
-	}
-	if len(r.DNSNames) == 0 && len(r.IPAddresses) == 0 {
-		return denyp(ReasonMissingSAN, "a serving certificate needs at least one DNS name or IP address")
-	}
-	for _, name := range r.DNSNames {
-		if strings.Contains(name, "*") {
-			return denyp(ReasonSANNotAllowed, "wildcard DNS name %s is not allowed", echo(name))
-		}
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/netip"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +21,8 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
 
 var (
@@ -276,6 +279,7 @@ func TestRequestChecks(t *testing.T) {
 					if len(d.Message) > MaxMessageBytes {
 						t.Errorf("message of %d bytes", len(d.Message))
 					}
+					assertNamesNoFlag(t, d)
 					if tc.verdict == Deny && len(authz.asked) > 0 {
 						t.Errorf("asked %q before denying", authz.asked)
 					}
@@ -300,7 +304,7 @@ func TestRequestSizeMessageNamesSize(t *testing.T) {
 	if d.Reason != ReasonRequestTooLarge || !strings.Contains(d.Message, "430080") {
 		t.Errorf("got %s %q, want %s naming 430080 bytes", d.Reason, d.Message, ReasonRequestTooLarge)
 	}
-	if _, err := ParseRequest(make([]byte, MaxRequestBytes+1)); err == nil || !strings.Contains(err.Error(), "more than") {
+	if _, err := parseRequest(make([]byte, MaxRequestBytes+1)); err == nil || !strings.Contains(err.Error(), "more than") {
 		t.Errorf("ParseRequest of an oversized request: %v, want a size error", err)
 	}
 	big := bigSpec(t, certificatesv1.KubeAPIServerClientKubeletSignerName).build(t)
@@ -314,7 +318,7 @@ func TestNodeNameValid(t *testing.T) {
 		for _, signer := range bothSigners {
 			t.Run(signer+"/"+name, func(t *testing.T) {
 				s := specFor(signer, testKey(t, "ecdsa"))
-				s.cn = nodePrefix + name
+				s.cn = csr.NodeCommonPrefix + name
 				if signer == certificatesv1.KubeletServingSignerName {
 					s.requester = nodeUser(name)
 				}
@@ -456,12 +460,49 @@ func TestServingSecure(t *testing.T) {
 	runRuleCases(t, cases)
 }
 
+// TestMessagesNameNoFlags decides a CSR for every reason whose message
+// depends on an option, with and without the option: the messages say what
+// was wrong in the policy's terms, and never name a command-line flag (the
+// command adds that hint, see approver.Options.Hint). runRuleCases checks
+// every other message of the rule tables the same way.
 func TestMessagesNameNoFlags(t *testing.T) {
-	cases := []Options{{AllowedDNSRegex: `x`}, {AllowedIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}, {}}
-	for _, opts := range cases {
-		d := decide(t, servingSpec(testKey(t, "ecdsa")), nodeN1(), opts, t0, kubeadmAuthz())
-		if strings.Contains(d.Message, "--") {
-			t.Errorf("message %q names a flag", d.Message)
-		}
+	serving := func(f func(s *csrSpec)) func(string) csrSpec { return specBuilder(t, servingSpec, f) }
+	client := func(f func(s *csrSpec)) func(string) csrSpec { return specBuilder(t, clientSpec, f) }
+	stranger := client(func(s *csrSpec) { s.requester.Username = "system:bootstrap:zzzzzz" })
+	alive := withHeartbeat(nodeN1(), t0)
+	ipsOnly := Options{AllowedIPs: servingScope.AllowedIPs}
+	dnsOnly := Options{AllowedDNSRegex: servingScope.AllowedDNSRegex}
+	cases := []ruleCase{
+		{name: "no serving scope", spec: serving(nil), node: nodeN1(), verdict: Ignore, reason: ReasonNoServingScope, notify: true},
+		{name: "DNS name without a DNS pattern", spec: serving(nil), node: nodeN1(), opts: ipsOnly, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
+		{name: "DNS name outside the pattern", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `x`}, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
+		{name: "IP without IP ranges", spec: serving(func(s *csrSpec) { s.dns = nil }), node: nodeN1(), opts: dnsOnly, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
+		{name: "IP outside the ranges", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `.*`, AllowedIPs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}},
+			verdict: Deny, reason: ReasonSANForbiddenByPolicy},
+		{name: "IP in a service CIDR", spec: serving(nil), node: nodeN1(), opts: Options{AllowedDNSRegex: `.*`, AllowedIPs: servingScope.AllowedIPs, ServiceCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}},
+			verdict: Deny, reason: ReasonSANReserved},
+		{name: "name under the cluster domain", spec: serving(func(s *csrSpec) { s.dns = []string{"a.svc.example"} }), node: nodeWith("a.svc.example"),
+			opts: Options{AllowedDNSRegex: `.*`, ClusterDomain: "example"}, verdict: Deny, reason: ReasonSANReserved},
+		{name: "live node denied", spec: client(nil), node: alive, verdict: Deny, reason: ReasonNodeAlive},
+		{name: "live node left for a human", spec: client(nil), node: alive, opts: Options{LeaveLiveNode: true}, verdict: Ignore, reason: ReasonNodeAlive, notify: true},
+		{name: "live node with a shorter grace", spec: client(nil), node: withHeartbeat(nodeN1(), t0.Add(-time.Minute)), opts: Options{NodeAliveGrace: 2 * time.Minute},
+			verdict: Deny, reason: ReasonNodeAlive},
+		{name: "not authorized", spec: stranger, verdict: Wait, reason: ReasonNotAuthorized},
+		{name: "pending timeout, left", spec: stranger, opts: Options{PendingTimeout: time.Hour}, now: t0.Add(time.Hour), verdict: Ignore, reason: ReasonPendingTimeout},
+		{name: "pending timeout, denied", spec: stranger, opts: Options{PendingTimeout: time.Hour, DenyOnTimeout: true}, now: t0.Add(time.Hour), verdict: Deny, reason: ReasonPendingTimeout},
+		{name: "expiration too long", spec: client(func(s *csrSpec) { s.expiration = i32(7200) }), opts: Options{MaxExpiration: time.Hour}, verdict: Deny, reason: ReasonExpirationTooLong},
+	}
+	runRuleCases(t, cases)
+}
+
+// flagLike is what reads as a command-line flag of tlsboot (pflag's long
+// form): "--allowed-ip-cidrs", but not the "xn--" of a punycode label.
+var flagLike = regexp.MustCompile(`(^|[^a-z0-9])--[a-z][a-z0-9-]*`)
+
+// assertNamesNoFlag fails t if d's message names a command-line flag.
+func assertNamesNoFlag(t *testing.T, d Decision) {
+	t.Helper()
+	if f := flagLike.FindString(d.Message); f != "" || strings.Contains(strings.ToLower(d.Message), "flag") {
+		t.Errorf("%v %s: message %q names a flag (%q): flags are the command's hint", d.Verdict, d.Reason, d.Message, f)
 	}
 }

@@ -1,7 +1,6 @@
 package approval
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"net/netip"
@@ -10,7 +9,46 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
+
+// checkRequesterIsNode: only a node, authenticated as one, may ask for a
+// serving certificate.
+func checkRequesterIsNode(_ *Policy, c *candidate) *Decision {
+	if r := c.requester; !isNodeName(r.Username) || !slices.Contains(r.Groups, csr.NodesGroup) {
+		return denyp(ReasonRequesterNotNode, "requester %s is not a node: serving certificates are approved only for a user %s<name> in group %s",
+			echo(r.Username), csr.NodeCommonPrefix, csr.NodesGroup)
+	}
+	return nil
+}
+
+// checkCommonNameIsRequester: node A may not ask for node B's certificate.
+func checkCommonNameIsRequester(_ *Policy, c *candidate) *Decision {
+	if !requesterIsSubject(c) {
+		return denyp(ReasonNodeMismatch, "subject common name %s is not the requester %s", echo(c.req.Subject.CommonName), echo(c.requester.Username))
+	}
+	return nil
+}
+
+// checkServingSANs: at least one DNS name or IP address; no email or URI
+// SANs; no wildcard DNS names (no Node address is a wildcard).
+func checkServingSANs(_ *Policy, c *candidate) *Decision {
+	r := c.req
+	if len(r.EmailAddresses) > 0 || len(r.URIs) > 0 {
+		return denyp(ReasonSANNotAllowed, "email and URI subject alternative names are not allowed in a serving certificate, the request has %s",
+			echoList("names", slices.Concat(r.EmailAddresses, stringsOf(r.URIs))))
+	}
+	if len(r.DNSNames) == 0 && len(r.IPAddresses) == 0 {
+		return denyp(ReasonMissingSAN, "a serving certificate needs at least one DNS name or IP address")
+	}
+	for _, name := range r.DNSNames {
+		if strings.Contains(name, "*") {
+			return denyp(ReasonSANNotAllowed, "wildcard DNS name %s is not allowed", echo(name))
+		}
+	}
+	return nil
+}
 
 // reservedPrefixes are never a node's own serving address, whatever the
 // scope: beside loopback, unspecified, link-local and multicast (netip's
@@ -166,7 +204,7 @@ func inAny(ip net.IP, prefixes []netip.Prefix) bool {
 // checkNodeKnown: the Node must exist, and have reported its addresses,
 // before its SANs can be compared with them. Until then there is no opinion.
 func checkNodeKnown(_ *Policy, c *candidate) *Decision {
-	name := strings.TrimPrefix(c.req.Subject.CommonName, nodePrefix)
+	name := c.nodeName
 	if c.node == nil || c.node.Name != name {
 		d := wait(ReasonNodeNotFound, "Node %s does not exist yet", echo(name))
 		return &d
@@ -260,11 +298,10 @@ func formatAddresses(node *corev1.Node) string {
 	return echoList("addresses", s)
 }
 
-// approveServing is reached only when every serving check passed. Its
-// message is the audit trail: the SANs approved and the Node's
-// resourceVersion they were checked against (set by the API server, short).
-func approveServing(_ context.Context, c *candidate, _ Authorizer) (Decision, error) {
-	return Decision{Verdict: Approve, Reason: ReasonAutoApproved, Rule: "kubelet-serving",
-		Message: fmt.Sprintf("Auto-approved by tlsboot approver (rule kubelet-serving): SANs %s are addresses of Node %s at resourceVersion %s",
-			echoList("SANs", canonicalSANs(c)), echo(c.node.Name), c.node.ResourceVersion)}, nil
+// servingApproval is the approval message of a serving CSR, the audit
+// trail: the SANs approved and the Node's resourceVersion they were checked
+// against (set by the API server, short).
+func servingApproval(c *candidate, _ string) string {
+	return fmt.Sprintf("SANs %s are addresses of Node %s at resourceVersion %s",
+		echoList("SANs", canonicalSANs(c)), echo(c.node.Name), c.node.ResourceVersion)
 }

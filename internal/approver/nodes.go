@@ -107,20 +107,17 @@ func (c *Controller) watchAPIServer() error {
 
 // watchServiceCIDRs reads the ServiceCIDR objects, if the API server serves
 // them (networking.k8s.io/v1, Kubernetes 1.33 and later). Without them the
-// policy has --service-cidrs and the kubernetes Service's ClusterIPs.
+// policy has the service CIDRs of its options (approval.Options.ServiceCIDRs)
+// and the kubernetes Service's ClusterIPs.
 func (c *Controller) watchServiceCIDRs(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	gv := networkingv1.SchemeGroupVersion.String()
 	list, err := c.opts.Client.Discovery().ServerResourcesForGroupVersion(gv)
-	switch {
-	case apierrors.IsNotFound(err):
-		logger.Info("The API server does not serve ServiceCIDRs: only --service-cidrs and the kubernetes Service's ClusterIPs are known service addresses", "groupVersion", gv)
-		return nil
-	case err != nil:
+	if err != nil && !apierrors.IsNotFound(err) {
 		// Discovery is flaky at times; the informer itself will tell.
 		logger.V(1).Info("Discovery failed; watching ServiceCIDRs anyway", "groupVersion", gv, "err", err)
-	case !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "servicecidrs" }):
-		logger.Info("The API server does not serve ServiceCIDRs: only --service-cidrs and the kubernetes Service's ClusterIPs are known service addresses", "groupVersion", gv)
+	} else if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "servicecidrs" }) {
+		logger.Info("The API server does not serve ServiceCIDRs: only the configured service CIDRs and the kubernetes Service's ClusterIPs are known service addresses", "groupVersion", gv)
 		return nil
 	}
 	f := informers.NewSharedInformerFactory(c.opts.Client, 0)
