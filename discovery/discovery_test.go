@@ -100,7 +100,9 @@ func TestDiscover(t *testing.T) {
 		pins   []Pin
 		unsafe bool
 	}
-	good := func(srv string) func(int) map[string]string { return signed(t, clusterInfo(t, srv, cluster.pem()), realToken) }
+	good := func(srv string) func(int) map[string]string {
+		return signed(t, clusterInfo(t, srv, cluster.pem()), realToken)
+	}
 	for _, tc := range []struct {
 		name     string
 		setup    setup

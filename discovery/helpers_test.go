@@ -52,7 +52,9 @@ func newCA(t testing.TB, name string) *ca {
 	return &ca{cert: cert, key: key}
 }
 
-func (c *ca) pem() []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw}) }
+func (c *ca) pem() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
+}
 
 // serving issues a serving certificate for 127.0.0.1.
 func (c *ca) serving(t testing.TB) tls.Certificate {
