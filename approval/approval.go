@@ -271,8 +271,9 @@ type Input struct {
 // kube-controller-manager would, plus serving CSRs, with no extra limits.
 type Options struct {
 	// MaxExpiration denies CSRs whose spec.expirationSeconds is longer.
-	// Zero means no limit. CSRs without expirationSeconds get the signer's
-	// default duration and are not affected.
+	// Zero means no limit; otherwise it is at least csr.MinExpiration.
+	// CSRs without expirationSeconds get the signer's default duration and
+	// are not affected.
 	MaxExpiration time.Duration
 	// AllowedDNSRegex, if set, must match the whole of every DNS name of a
 	// serving CSR (New anchors it), in addition to the name being one of
@@ -306,6 +307,10 @@ type Options struct {
 func (o Options) Validate() error {
 	if o.MaxExpiration < 0 {
 		return errors.New("max expiration must not be negative")
+	}
+	if o.MaxExpiration > 0 && o.MaxExpiration < csr.MinExpiration {
+		return fmt.Errorf("max expiration %s is shorter than the %s the API server requires of spec.expirationSeconds, so every CSR that sets it would be denied: use at least %s, or 0 for no limit",
+			o.MaxExpiration, csr.MinExpiration, csr.MinExpiration)
 	}
 	if o.PendingTimeout < 0 {
 		return errors.New("pending timeout must not be negative")

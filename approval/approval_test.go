@@ -14,6 +14,8 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/tlsboot/tlsboot/csr"
 )
 
 type ruleCase struct {
@@ -250,9 +252,9 @@ func TestNodeName(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []Options{{MaxExpiration: -1}, {PendingTimeout: -1}, {AllowedIPs: []netip.Prefix{{}}}, {AllowedDNSRegex: `a)|(b`}} {
-		if _, err := New(o); err == nil {
-			t.Errorf("New(%+v) succeeded, want an error", o)
+	for _, o := range []Options{{MaxExpiration: -1}, {MaxExpiration: 5 * time.Minute}, {PendingTimeout: -1}, {AllowedIPs: []netip.Prefix{{}}}, {AllowedDNSRegex: `a)|(b`}} {
+		if _, err := New(o); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("New(%+v): %v, want a one-line error", o, err)
 		}
 	}
 }
@@ -273,6 +275,10 @@ func TestPendingTimeoutIn(t *testing.T) {
 // relies on: one recogniser per signer, each with checks, a rule name, an
 // approval message, and grants whose last one always applies.
 func TestPolicyTable(t *testing.T) {
+	p, _ := New(Options{})
+	if got, want := p.Signers(), csr.NodeSigners(); !slices.Equal(got, want) {
+		t.Errorf("the policy claims signers %q, want csr.NodeSigners() %q", got, want)
+	}
 	seen := map[string]bool{}
 	for _, rec := range recognisers() {
 		if rec.name == "" || rec.signer == "" || len(rec.checks) == 0 || rec.approved == nil || seen[rec.signer] {
