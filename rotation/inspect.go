@@ -23,10 +23,11 @@ func (m *Manager) next(ctx context.Context) (Reason, time.Duration) {
 	first := !m.started
 	m.started = true
 	if reason := m.inspect(ctx, now); reason != "" {
-		m.drainTrigger()
+		m.takeTrigger() // the renewal for reason is the one asked for
 		return reason, 0
 	}
-	if m.drainTrigger() {
+	if m.takeTrigger() {
+		klog.FromContext(ctx).Info("Renewal requested")
 		return ReasonForced, 0
 	}
 	if m.retry == ReasonForced || m.retry == ReasonResume {
@@ -42,13 +43,14 @@ func (m *Manager) next(ctx context.Context) (Reason, time.Duration) {
 	return ReasonDue, 0
 }
 
-func (m *Manager) drainTrigger() bool {
+// takeTrigger reports whether a Trigger is pending and clears it. A
+// wake-up still queued is dropped too: it belongs to the same request.
+func (m *Manager) takeTrigger() bool {
 	select {
-	case <-m.trigger:
-		return true
+	case <-m.wake:
 	default:
-		return false
 	}
+	return m.forced.Swap(false)
 }
 
 // inspect loads the current certificate and returns why it cannot stay,
@@ -63,7 +65,7 @@ func (m *Manager) inspect(ctx context.Context, now time.Time) Reason {
 		m.observe(ctx, nil, time.Time{})
 		return ReasonMissing
 	}
-	m.observe(ctx, cur.Leaf, time.Time{})
+	m.observe(ctx, cur, time.Time{})
 	switch leaf := cur.Leaf; {
 	case now.Before(leaf.NotBefore):
 		return ReasonNotYetValid
@@ -99,12 +101,16 @@ func (m *Manager) mismatch(cur *tls.Certificate) error {
 	return err
 }
 
-// observe records the certificate in use. A new certificate gets its
-// schedule, with a fresh jitter sample, and is logged once. issuedAt is
-// when it was stored if the caller knows (zero: the file's time).
-func (m *Manager) observe(ctx context.Context, leaf *x509.Certificate, issuedAt time.Time) {
+// observe records the certificate in use: in memory (see Current) and, for
+// a new certificate, its schedule, with a fresh jitter sample, logged once.
+// issuedAt is when it was stored if the caller knows (zero: the file's
+// time). A nil cert (the store has none) leaves the one in memory alone.
+func (m *Manager) observe(ctx context.Context, cert *tls.Certificate, issuedAt time.Time) {
+	m.setCurrent(ctx, cert)
+	var leaf *x509.Certificate
 	serial := "none"
-	if leaf != nil {
+	if cert != nil {
+		leaf = cert.Leaf
 		serial = leaf.SerialNumber.String()
 	}
 	if serial == m.known.serial {

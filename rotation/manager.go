@@ -3,15 +3,18 @@ package rotation
 import (
 	"context"
 	"crypto"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/connrotation"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -166,8 +169,23 @@ type Status struct {
 // Manager keeps one certificate valid. Create it with New and call Run
 // once; Trigger and Status are safe for concurrent use.
 type Manager struct {
-	opts    Options
-	trigger chan struct{}
+	opts Options
+	// forced is set by Trigger and cleared by the loop when it acts on it;
+	// wake (capacity 1) interrupts the loop's sleep. Trigger only ever
+	// sends to wake without blocking and the loop only receives, so no
+	// interleaving of Triggers, wake-ups and shutdown can block anyone.
+	forced atomic.Bool
+	wake   chan struct{}
+	// afterWake, if set (tests only), runs in sleep right after a Trigger
+	// woke it: the window in which issue 9's hang happened.
+	afterWake func()
+
+	// current is the certificate in memory (see Current); written only by
+	// the loop, and by New before the loop exists.
+	current atomic.Pointer[tls.Certificate]
+	// conns tracks the connections of RESTConfig clients, to close them
+	// when current changes.
+	conns *connrotation.ConnectionTracker
 
 	// Loop state, touched only by Run's goroutine.
 	known        certInfo // the certificate the schedule was computed for
@@ -193,15 +211,26 @@ func New(opts Options) (*Manager, error) {
 		return nil, err
 	}
 	opts.setDefaults()
-	return &Manager{opts: opts, trigger: make(chan struct{}, 1)}, nil
+	m := &Manager{opts: opts, wake: make(chan struct{}, 1), conns: connrotation.NewConnectionTracker()}
+	// Read the store now, so that Current, and the clients of RESTConfig,
+	// have the certificate before Run starts. A failure is Run's to
+	// report.
+	if cur, err := opts.Store.Current(); err == nil {
+		m.setCurrent(context.Background(), cur)
+	}
+	return m, nil
 }
 
-// Trigger asks for a renewal now, as SIGHUP does. It does not block; a
-// renewal already in progress is not restarted.
+// Trigger asks for a renewal now, as SIGHUP does. It never blocks, may be
+// called before, during or after Run, and is idempotent: Triggers that
+// arrive before the loop acts on the first one ask for one renewal. A
+// renewal already in progress is not restarted; a Trigger during it asks
+// for another one after it.
 func (m *Manager) Trigger() {
+	m.forced.Store(true)
 	select {
-	case m.trigger <- struct{}{}:
-	default:
+	case m.wake <- struct{}{}:
+	default: // a wake-up is already pending
 	}
 }
 
@@ -277,19 +306,18 @@ func (m *Manager) backoff(n int) time.Duration {
 	return time.Duration(float64(d) * (0.9 + 0.2*m.opts.Rand()))
 }
 
-// sleep waits for d, a Trigger or the end of ctx. A Trigger makes the next
-// evaluation force a renewal.
+// sleep waits for d, a Trigger or the end of ctx. The Trigger's request
+// stays in m.forced for next to see; sleep never sends anything.
 func (m *Manager) sleep(ctx context.Context, d time.Duration) {
 	t := m.opts.Clock.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C():
-	case <-m.trigger:
-		klog.FromContext(ctx).Info("Renewal requested")
-		// Put it back for next to see; the channel has room since we
-		// just took the only element.
-		m.trigger <- struct{}{}
+	case <-m.wake:
+		if m.afterWake != nil {
+			m.afterWake()
+		}
 	}
 }
 

@@ -62,12 +62,12 @@ func newFixture(t *testing.T) *fixture {
 	return f
 }
 
-// start runs the manager and the signer until the test ends.
+// start runs the manager (f.m, or a new one for f.opts) and the signer
+// until the test ends.
 func (f *fixture) start(t *testing.T) {
 	t.Helper()
-	var err error
-	if f.m, err = New(f.opts); err != nil {
-		t.Fatal(err)
+	if f.m == nil {
+		f.newManager(t)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup

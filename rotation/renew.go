@@ -52,7 +52,7 @@ func (m *Manager) recover(ctx context.Context, reason Reason) error {
 		return storeError{fmt.Errorf("reading the recovered certificate: %w", err)}
 	}
 	m.unauthorized = false
-	m.observe(ctx, cur.Leaf, m.opts.Clock.Now())
+	m.observe(ctx, cur, m.opts.Clock.Now())
 	m.setRecovering(false)
 	m.rotated(ctx, reason, issuance, cur.Leaf)
 	return nil
@@ -121,7 +121,7 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 	}
 	m.removeTempKey(ctx)
 	m.unauthorized = false
-	m.observe(ctx, cert.Leaf, m.opts.Clock.Now())
+	m.observe(ctx, cert, m.opts.Clock.Now())
 	m.rotated(ctx, reason, issuance, cert.Leaf)
 	return nil
 }
