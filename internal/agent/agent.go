@@ -104,7 +104,6 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 func (a *agent) run(ctx context.Context, l net.Listener) error {
-	logger := klog.FromContext(ctx)
 	reg := metrics.NewRegistry()
 	hooks := withMemoryRelease(a.withOnRotate(ctx, metrics.NewAgent(reg).Hooks()))
 	ready := make(chan struct{})
@@ -127,9 +126,7 @@ func (a *agent) run(ctx context.Context, l net.Listener) error {
 		}
 		managers = append(managers, serving)
 	}
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer a.hooks.Wait()
+	var wg sync.WaitGroup // the managers and the metrics server
 	if l != nil {
 		a.serve(ctx, &wg, l, &metrics.Server{Registry: reg, Ready: a.ready})
 	}
@@ -146,8 +143,20 @@ func (a *agent) run(ctx context.Context, l net.Listener) error {
 		})
 	}
 	a.forceOnSIGHUP(ctx, managers)
-	logger.Info("Agent stopping")
+	a.stop(ctx, &wg)
 	return nil
+}
+
+// stop waits, once ctx has ended, for the goroutines of wg (the managers
+// and the metrics server) and then for the on-rotate commands. In this
+// order every rotation, including one a manager completes during the
+// shutdown, has either started its command before the agent waits for the
+// commands, or logged that it skipped it (see withOnRotate); no command
+// outlives Run.
+func (a *agent) stop(ctx context.Context, wg *sync.WaitGroup) {
+	klog.FromContext(ctx).Info("Agent stopping")
+	wg.Wait()
+	a.hooks.Wait()
 }
 
 func (a *agent) serve(ctx context.Context, wg *sync.WaitGroup, l net.Listener, srv *metrics.Server) {

@@ -14,8 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/ktesting"
 
 	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/csr"
@@ -124,5 +129,75 @@ func TestRunFailsFastOnBadMetricsAddress(t *testing.T) {
 	o.MetricsAddress = "256.0.0.1:99999"
 	if err := Run(context.Background(), o); err == nil || !strings.Contains(err.Error(), "metrics address") {
 		t.Errorf("Run() = %v", err)
+	}
+}
+
+// TestShutdownOrder: stop waits for the managers first, then for the
+// on-rotate commands. A rotation that a manager completes after the
+// shutdown began starts no command and logs one line saying so; a command
+// that was running is stopped and waited for.
+func TestShutdownOrder(t *testing.T) {
+	dir := t.TempDir()
+	a := &agent{opts: validOptions(dir)}
+	var err error
+	if a.client, err = openStore(a.opts.Bootstrap.CertDir, "kubelet-client"); err != nil {
+		t.Fatal(err)
+	}
+	started, skipped := filepath.Join(dir, "started"), filepath.Join(dir, "skipped")
+	a.opts.OnRotate = `if [ "$TLSBOOT_ROTATION_REASON" = due ]; then touch ` + started + `; exec sleep 600; fi; touch ` + skipped
+	logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.BufferLogs(true)))
+	ctx, cancel := context.WithCancel(klog.NewContext(context.Background(), logger))
+	t.Cleanup(cancel)
+	hooks := a.withOnRotate(ctx, rotation.Hooks{})
+
+	// A rotation before the shutdown: its command runs until stopped.
+	hooks.Rotated("client", rotation.ReasonDue, time.Second)
+	waitForFile(t, started)
+	// A manager that completes a rotation while the agent stops.
+	var managers sync.WaitGroup
+	var managerDone atomic.Bool
+	managers.Go(func() {
+		<-ctx.Done()
+		hooks.Rotated("serving", rotation.ReasonForced, time.Second)
+		managerDone.Store(true)
+	})
+	cancel()
+	a.stop(ctx, &managers)
+
+	if !managerDone.Load() {
+		t.Error("stop returned before the manager")
+	}
+	if _, err := os.Stat(skipped); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the command of the rotation completed during the shutdown ran: %v", err)
+	}
+	logs := logger.GetSink().(ktesting.Underlier).GetBuffer().String()
+	for _, want := range []struct{ msg, cert string }{
+		{"Skipped the on-rotate command: the agent is stopping", `certificate="serving"`},
+		{"Stopped the on-rotate command: the agent is stopping", `certificate="client"`},
+	} {
+		var lines []string
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, want.msg) {
+				lines = append(lines, l)
+			}
+		}
+		if len(lines) != 1 || !strings.Contains(lines[0], want.cert) {
+			t.Errorf("want one line %q with %s, logs:\n%s", want.msg, want.cert, logs)
+		}
+	}
+}
+
+// waitForFile waits until path exists.
+func waitForFile(t *testing.T, path string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s was never created", path)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
