@@ -27,8 +27,13 @@ import (
 const Version = "v1.37.2"
 
 // DefaultControllers are the kube-controller-manager controllers a cluster
-// runs unless Options.Controllers says otherwise.
-var DefaultControllers = []string{"csrapproving", "csrsigning", "csrcleaner"}
+// runs unless Options.Controllers says otherwise: the CSR controllers, and
+// bootstrapsigner and tokencleaner, which kube-controller-manager leaves
+// off unless asked and kubeadm always asks for (--controllers=*,
+// bootstrapsigner,tokencleaner). bootstrapsigner signs the cluster-info
+// ConfigMap with each bootstrap token (token discovery, tlsboot join);
+// tokencleaner deletes expired bootstrap token Secrets.
+var DefaultControllers = []string{"csrapproving", "csrsigning", "csrcleaner", "bootstrapsigner", "tokencleaner"}
 
 // Options configures a cluster. The zero value is usable.
 type Options struct {

@@ -19,11 +19,17 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
+	watchtools "k8s.io/client-go/tools/watch"
 )
 
 func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
@@ -186,6 +192,29 @@ func TestCluster(t *testing.T) {
 		waitIssued(ctx, t, admin, name)
 	})
 
+	t.Run("bootstrapsigner and tokencleaner run, as kubeadm configures them", func(t *testing.T) {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "cluster-info", Namespace: "kube-public"}, Data: map[string]string{"kubeconfig": "test"}}
+		if _, err := admin.CoreV1().ConfigMaps("kube-public").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			admin.CoreV1().ConfigMaps("kube-public").Delete(context.Background(), "cluster-info", metav1.DeleteOptions{})
+		})
+		id, _, _ := strings.Cut(c.Token, ".")
+		awaitObject(ctx, t, admin, "configmaps", "kube-public", "cluster-info", &corev1.ConfigMap{}, func(ev watch.Event) bool {
+			cm, ok := ev.Object.(*corev1.ConfigMap)
+			return ok && cm.Data["jws-kubeconfig-"+id] != ""
+		})
+		expired, err := c.CreateToken(ctx, TokenOptions{TTL: -time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		expiredID, _, _ := strings.Cut(expired, ".")
+		awaitObject(ctx, t, admin, "secrets", "kube-system", "bootstrap-token-"+expiredID, &corev1.Secret{}, func(ev watch.Event) bool {
+			return ev.Type == watch.Deleted
+		})
+	})
+
 	t.Run("apiserver restart keeps state", func(t *testing.T) {
 		if err := c.StopAPIServer(); err != nil {
 			t.Fatal(err)
@@ -234,5 +263,24 @@ func TestMissingBinaries(t *testing.T) {
 	_, err := Start(t.Context(), Options{BinDir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "make controlplane") {
 		t.Fatalf("Start with no binaries: err = %v, want one that says to run make controlplane", err)
+	}
+}
+
+// awaitObject watches one object by name (client-go's UntilWithSync: a
+// list, then a watch) until cond holds for an event, failing the test after
+// a minute. An object that does not exist at the start is a Deleted event.
+func awaitObject(ctx context.Context, t *testing.T, client kubernetes.Interface, resource, namespace, name string, obj runtime.Object, cond func(watch.Event) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	lw := cache.NewListWatchFromClient(client.CoreV1().RESTClient(), resource, namespace, fields.OneTermEqualSelector("metadata.name", name))
+	pre := func(store cache.Store) (bool, error) {
+		if len(store.List()) == 0 {
+			return cond(watch.Event{Type: watch.Deleted}), nil
+		}
+		return cond(watch.Event{Type: watch.Added, Object: store.List()[0].(runtime.Object)}), nil
+	}
+	if _, err := watchtools.UntilWithSync(ctx, lw, obj, pre, func(ev watch.Event) (bool, error) { return cond(ev), nil }); err != nil {
+		t.Fatalf("waiting for %s %s/%s: %v", resource, namespace, name, err)
 	}
 }
