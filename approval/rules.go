@@ -23,6 +23,9 @@ import (
 // request first, checks that read the cluster (Node, Lease, other Nodes)
 // after them; the SubjectAccessReviews of the grants come last.
 func recognisers() []recogniser {
+	// Every signer's first checks, cheapest first: the key before the
+	// signature it bounds, then the request's shape (request.go).
+	requestChecks := []check{checkKey, checkSignature, checkAttributes, checkExtensions, checkSubject, checkSANCount}
 	return []recogniser{
 		{
 			name:   "kubelet-client",
@@ -59,10 +62,6 @@ func recognisers() []recogniser {
 		},
 	}
 }
-
-// requestChecks run first for every signer, cheapest first: the key before
-// the signature it bounds, then the request's shape (request.go).
-var requestChecks = []check{checkKey, checkSignature, checkAttributes, checkExtensions, checkSubject, checkSANCount}
 
 // The SubjectAccessReview subresources of certificatesigningrequests that
 // kubeadm's bindings grant: "nodeclient" to bootstrap tokens,
