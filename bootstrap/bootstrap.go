@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -207,7 +206,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	keyDone := make(chan struct{})
 	go func() {
 		defer close(keyDone)
-		k.key, k.pem, k.tmpPath, k.err = loadKey(ctx, store, opts)
+		k.key, k.pem, k.err = loadKey(ctx, store, opts)
 	}()
 	serverErr := srv.waitForServer(ctx, opts.ServerWait)
 	<-keyDone
@@ -217,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if serverErr != nil {
 		return nil, explain(serverErr, bootCfg, opts.BootstrapKubeconfigPath)
 	}
-	key, keyPEM, tmpKey := k.key, k.pem, k.tmpPath
+	key, keyPEM := k.key, k.pem
 
 	req := csr.NodeClient(opts.NodeName, key.Public())
 	req.Expiration = opts.Expiration
@@ -232,8 +231,8 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	res.Certificate, res.CertPath = cert.Leaf, store.CurrentPath()
 	// Only now is the temporary key redundant: the certificate, its key
 	// and the kubeconfig that uses them are all durable.
-	if err := os.Remove(tmpKey); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		logger.Info("Could not remove the temporary key; it is harmless and will be reused or replaced", "path", tmpKey, "err", err)
+	if err := store.DropPendingKey(); err != nil {
+		logger.Info("Could not remove the temporary key; it is harmless and will be replaced", "path", store.PendingKeyPath(), "err", err)
 	}
 	logger.Info("Client certificate issued", "csr", res.CSRName, "subject", cert.Leaf.Subject.String(),
 		"notAfter", cert.Leaf.NotAfter.UTC().Format(time.RFC3339), "kubeconfig", opts.KubeconfigPath)
@@ -260,10 +259,9 @@ func warnInsecure(logger klog.Logger, cfg *rest.Config, path string) {
 }
 
 type loadedKey struct {
-	key     crypto.Signer
-	pem     []byte
-	tmpPath string
-	err     error
+	key crypto.Signer
+	pem []byte
+	err error
 }
 
 // persist stores the certificate and writes the kubeconfig that points at
@@ -312,60 +310,39 @@ func openStore(dir, prefix string) (*certstore.Store, error) {
 }
 
 // loadKey returns the key to request a certificate for: the current
-// certificate's key if the store has one, else the temporary key
-// <prefix>.key.tmp, created if missing. The temporary key makes a retry
-// after a failure or crash ask for a certificate for the same key, so it
-// finds its own pending CSR by name.
-func loadKey(ctx context.Context, store *certstore.Store, opts Options) (key crypto.Signer, keyPEM []byte, tmpPath string, err error) {
+// certificate's key if the store has one (unless opts.FreshKey), else the
+// store's pending key <prefix>.key.tmp, created if missing. The pending key
+// makes a retry after a failure or crash ask for a certificate for the same
+// key, so it finds its own pending CSR by name. A pending key that can never
+// be used is replaced by the store; one that is unsafe stops the run.
+func loadKey(ctx context.Context, store *certstore.Store, opts Options) (crypto.Signer, []byte, error) {
 	logger := klog.FromContext(ctx)
-	tmpPath = filepath.Join(opts.CertDir, opts.CertPrefix+".key.tmp")
-	if opts.FreshKey {
-		return loadTempKey(ctx, tmpPath, opts.KeyType)
-	}
-	if cur, err := store.Current(); err == nil {
-		if signer, ok := cur.PrivateKey.(crypto.Signer); ok {
-			if keyPEM, err := csr.MarshalPrivateKeyPEM(signer); err == nil {
-				logger.V(2).Info("Reusing the key of the current certificate", "path", store.CurrentPath())
-				return signer, keyPEM, tmpPath, nil
+	if !opts.FreshKey {
+		cur, err := store.Current()
+		switch {
+		case err == nil:
+			if signer, ok := cur.PrivateKey.(crypto.Signer); ok {
+				if keyPEM, err := csr.MarshalPrivateKeyPEM(signer); err == nil {
+					logger.V(2).Info("Reusing the key of the current certificate", "path", store.CurrentPath())
+					return signer, keyPEM, nil
+				}
 			}
+		case !errors.Is(err, certstore.ErrNoCertificate):
+			return nil, nil, fmt.Errorf("%w: move it away to bootstrap a new certificate", err)
 		}
-	} else if !errors.Is(err, certstore.ErrNoCertificate) {
-		return nil, nil, "", fmt.Errorf("%w: move it away to bootstrap a new certificate", err)
 	}
-	return loadTempKey(ctx, tmpPath, opts.KeyType)
-}
-
-// loadTempKey reuses the temporary key at tmpPath or creates it.
-func loadTempKey(ctx context.Context, tmpPath string, keyType csr.KeyType) (key crypto.Signer, keyPEM []byte, _ string, err error) {
-	logger := klog.FromContext(ctx)
-	// The temporary key is used only if it is a regular file (not
-	// followed through a link) of the running user with mode 0600:
-	// anything else may have been planted, and is neither used nor
-	// changed.
-	keyPEM, err = atomicfile.ReadPrivateFile(tmpPath)
-	var unsafe *atomicfile.UnsafeFileError
+	key, keyPEM, created, replaced, err := store.LoadPendingKey(func() (crypto.Signer, error) { return csr.GenerateKey(opts.KeyType) })
+	if err != nil {
+		return nil, nil, err
+	}
+	path := store.PendingKeyPath()
 	switch {
-	case errors.As(err, &unsafe):
-		return nil, nil, "", fmt.Errorf("temporary key %w", err)
-	case err == nil:
-		key, err := csr.ParsePrivateKeyPEM(keyPEM)
-		if err != nil {
-			return nil, nil, "", fmt.Errorf("temporary key %s is not a usable private key (%v): remove it to start over with a new key", tmpPath, err)
-		}
-		logger.V(1).Info("Reusing the key of an earlier, unfinished bootstrap", "path", tmpPath)
-		return key, keyPEM, tmpPath, nil
-	case !errors.Is(err, fs.ErrNotExist):
-		return nil, nil, "", fmt.Errorf("reading temporary key: %w", err)
+	case replaced != "":
+		logger.Info("Replaced an unusable temporary key with a new one", "path", path, "reason", replaced, "key_type", opts.KeyType)
+	case created:
+		logger.V(1).Info("Generated a new private key", "path", path, "key_type", opts.KeyType)
+	default:
+		logger.V(1).Info("Reusing the key of an earlier, unfinished bootstrap", "path", path)
 	}
-	if key, err = csr.GenerateKey(keyType); err != nil {
-		return nil, nil, "", err
-	}
-	if keyPEM, err = csr.MarshalPrivateKeyPEM(key); err != nil {
-		return nil, nil, "", err
-	}
-	if err := atomicfile.WriteFile(tmpPath, keyPEM, 0o600); err != nil {
-		return nil, nil, "", fmt.Errorf("writing temporary key: %w", err)
-	}
-	logger.V(1).Info("Generated a new private key", "type", keyType, "path", tmpPath)
-	return key, keyPEM, tmpPath, nil
+	return key, keyPEM, nil
 }

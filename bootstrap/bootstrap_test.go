@@ -1,6 +1,7 @@
 package bootstrap
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
+	"k8s.io/klog/v2/textlogger"
 
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
@@ -76,27 +78,37 @@ func newKey(t *testing.T) (*ecdsa.PrivateKey, []byte) {
 	return key, testpki.KeyPEM(t, key)
 }
 
+// TestLoadKey: the current certificate's key is reused unless FreshKey;
+// otherwise the store's pending key, which the store creates, reuses or
+// replaces (corrupt, or the current certificate's own key) in one way for
+// bootstrap and rotation.
 func TestLoadKey(t *testing.T) {
-	ctx := klog.NewContext(context.Background(), klog.Background())
 	storedKey, storedPEM := newKey(t)
 	tmpKey, tmpPEM := newKey(t)
 	tests := []struct {
-		name    string
-		stored  bool   // a certificate (expired) is in the store
-		tmp     []byte // content of the temporary key, nil for none
-		want    func(t *testing.T, key any)
-		wantErr string
+		name       string
+		stored     bool   // a certificate (expired) is in the store
+		freshKey   bool   // Options.FreshKey
+		tmp        []byte // content of the temporary key, nil for none
+		want       *ecdsa.PublicKey
+		wantTmp    bool   // the key in use is the temporary key on disk
+		wantLogged string // a level-0 line containing this
 	}{
-		{name: "store key wins over temp key", stored: true, tmp: tmpPEM,
-			want: func(t *testing.T, k any) { mustEqual(t, k, &storedKey.PublicKey) }},
-		{name: "temp key reused", tmp: tmpPEM,
-			want: func(t *testing.T, k any) { mustEqual(t, k, &tmpKey.PublicKey) }},
-		{name: "new key generated and kept", want: func(t *testing.T, k any) {}},
-		{name: "corrupt temp key", tmp: []byte("garbage"), wantErr: "remove it to start over"},
+		{name: "store key wins over temp key", stored: true, tmp: tmpPEM, want: &storedKey.PublicKey},
+		{name: "temp key reused", tmp: tmpPEM, want: &tmpKey.PublicKey, wantTmp: true},
+		{name: "fresh key: temp key reused", stored: true, freshKey: true, tmp: tmpPEM, want: &tmpKey.PublicKey, wantTmp: true},
+		{name: "new key generated and kept", wantTmp: true},
+		{name: "fresh key: new key generated", stored: true, freshKey: true, wantTmp: true},
+		{name: "corrupt temp key replaced", tmp: []byte("garbage"), wantTmp: true, wantLogged: "does not parse as a private key"},
+		{name: "fresh key: temp key of the current certificate replaced", stored: true, freshKey: true, tmp: storedPEM, wantTmp: true,
+			wantLogged: "is the key of the current certificate"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			ctx := klog.NewContext(context.Background(), textlogger.NewLogger(textlogger.NewConfig(textlogger.Output(&logs), textlogger.Verbosity(0))))
 			dir, opts, store := storeInTempDir(t)
+			opts.FreshKey = tt.freshKey
 			if tt.stored {
 				if _, err := store.Update(issue(t, storedKey, time.Now().Add(-2*time.Hour), time.Now().Add(-time.Hour)), storedPEM); err != nil {
 					t.Fatal(err)
@@ -108,28 +120,18 @@ func TestLoadKey(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			key, keyPEM, gotTmp, err := loadKey(ctx, store, opts)
-			if tt.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.Contains(err.Error(), tmpPath) {
-					t.Fatalf("loadKey = %v, want an error naming %s containing %q", err, tmpPath, tt.wantErr)
-				}
-				if data, _ := os.ReadFile(tmpPath); string(data) != string(tt.tmp) {
-					t.Error("corrupt temporary key was changed")
-				}
-				return
-			}
+			key, keyPEM, err := loadKey(ctx, store, opts)
 			if err != nil {
 				t.Fatal(err)
-			}
-			if gotTmp != tmpPath {
-				t.Errorf("temp path = %s, want %s", gotTmp, tmpPath)
 			}
 			parsed, err := csr.ParsePrivateKeyPEM(keyPEM)
 			if err != nil || !parsed.Public().(*ecdsa.PublicKey).Equal(key.Public()) {
 				t.Fatalf("returned PEM does not hold the returned key: %v", err)
 			}
-			tt.want(t, key.Public())
-			if !tt.stored {
+			if tt.want != nil {
+				mustEqual(t, key.Public(), tt.want)
+			}
+			if tt.wantTmp {
 				onDisk, err := os.ReadFile(tmpPath)
 				if err != nil || string(onDisk) != string(keyPEM) {
 					t.Errorf("temporary key on disk is not the key in use: %v", err)
@@ -137,6 +139,16 @@ func TestLoadKey(t *testing.T) {
 				if fi, _ := os.Stat(tmpPath); fi.Mode().Perm() != 0o600 {
 					t.Errorf("temporary key mode = %v, want 0600", fi.Mode().Perm())
 				}
+			}
+			if tt.stored && tt.freshKey && key.Public().(*ecdsa.PublicKey).Equal(&storedKey.PublicKey) {
+				t.Error("FreshKey reused the current certificate's key")
+			}
+			out := logs.String()
+			if tt.wantLogged != "" && (strings.Count(out, "\n") != 1 || !strings.Contains(out, tt.wantLogged) || !strings.Contains(out, tmpPath)) {
+				t.Errorf("log %q: want one line naming %s and %q", out, tmpPath, tt.wantLogged)
+			}
+			if tt.wantLogged == "" && out != "" {
+				t.Errorf("unexpected level-0 log: %q", out)
 			}
 		})
 	}

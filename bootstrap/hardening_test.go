@@ -68,7 +68,7 @@ func TestLoadKeyRefusesUnsafeTempKey(t *testing.T) {
 			}
 			before := snapshotDir(t, dir)
 			done := make(chan error, 1)
-			go func() { _, _, _, err := loadKey(ctx, store, opts); done <- err }()
+			go func() { _, _, err := loadKey(ctx, store, opts); done <- err }()
 			var err error
 			select {
 			case err = <-done:

@@ -90,6 +90,39 @@ func TestBootstrap(t *testing.T) {
 			}
 		})
 	}
+
+	// A temporary key that can never be used (it is not a key) is replaced
+	// with a new one, saying so on one line that names it; the bootstrap
+	// goes on (it used to stop: see certstore.Store.LoadPendingKey).
+	t.Run("corrupt temporary key", func(t *testing.T) {
+		n := newNode(t, c)
+		tmp := filepath.Join(n.certDir, "kubelet-client.key.tmp")
+		if err := os.MkdirAll(n.certDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(tmp, []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := run(t, tlsbootBin, n.args()...)
+		if r.code != 0 {
+			t.Fatalf("bootstrap with a corrupt temporary key failed: %s", r)
+		}
+		var replaced []string
+		for _, line := range strings.Split(r.stderr, "\n") {
+			if strings.Contains(line, "Replaced an unusable temporary key") {
+				replaced = append(replaced, line)
+			}
+		}
+		if len(replaced) != 1 || !strings.Contains(replaced[0], tmp) || !strings.Contains(replaced[0], "does not parse as a private key") {
+			t.Errorf("want one log line naming %s and why it was replaced, got %q\n%s", tmp, replaced, r)
+		}
+		if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+			t.Errorf("kubeconfig authenticates as %q", u.Username)
+		}
+		if exists(tmp) {
+			t.Errorf("temporary key %s left behind after success", tmp)
+		}
+	})
 }
 
 // TestResumeAfterKill kills a run while its CSR is pending; the next run

@@ -150,8 +150,6 @@ func TestBadInput(t *testing.T) {
 			[]string{"401 Unauthorized", "invalid or expired"}},
 		{"token without CSR permission", withBootstrap(token(testcluster.TokenOptions{Groups: []string{"system:bootstrappers:unbound"}})), nil,
 			[]string{"403 Forbidden", "system:node-bootstrapper"}},
-		{"corrupt temporary key", inCertDir("kubelet-client.key.tmp", "-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), nil,
-			[]string{"kubelet-client.key.tmp", "remove it"}},
 		{"corrupt current certificate", inCertDir("kubelet-client-current.pem", "garbage"), nil,
 			[]string{"kubelet-client-current.pem", "move it away"}},
 		{"unreachable server", withBootstrap(editKubeconfig(func(cfg *clientcmdapiConfig) {
