@@ -21,9 +21,12 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
@@ -55,13 +58,21 @@ type Options struct {
 	// ServerWait is how long to wait for the API server's /healthz before
 	// trying anyway. Default 1m.
 	ServerWait time.Duration
-	// Expiration, if set, is asked for as spec.expirationSeconds (>= 10m).
+	// Expiration, if set, is asked for as spec.expirationSeconds (at least
+	// csr.MinExpiration).
 	Expiration time.Duration
 	// ProgressInterval is how often the wait for issuance is logged.
 	// Default 30s.
 	ProgressInterval time.Duration
-	// Now is the clock for validity checks. Default time.Now.
-	Now func() time.Time
+	// Clock is the time of the validity checks and drives every wait of
+	// Run: for the server, between retries, WaitTimeout and ServerWait,
+	// progress reports. Default the real clock. (Single requests to the
+	// server are bounded in real time: they wait on the network.)
+	Clock clock.WithTicker
+	// NewClient makes the API client from the bootstrap credentials'
+	// REST config, and an anonymous one to ask /readyz. Default
+	// kubernetes.NewForConfig.
+	NewClient func(*rest.Config) (kubernetes.Interface, error)
 	// Force bootstraps even when the kubeconfig looks usable offline: the
 	// caller knows better, for example because the API server rejected
 	// its certificate (401).
@@ -69,7 +80,7 @@ type Options struct {
 	// FreshKey never reuses the key of the current certificate, so that a
 	// re-bootstrap asks for a certificate under a new CSR name instead of
 	// re-attaching to the CSR that issued the certificate being replaced.
-	// A temporary key left by an unfinished run is still reused.
+	// The pending key left by an unfinished run is still reused.
 	FreshKey bool
 	// InsecureWarned says the caller already warned (WarnInsecure) about
 	// a bootstrap kubeconfig that skips TLS verification; Run then does
@@ -82,7 +93,7 @@ func (o *Options) setDefaults() {
 		o.CertPrefix = DefaultCertPrefix
 	}
 	if o.KeyType == "" {
-		o.KeyType = csr.ECDSAP256
+		o.KeyType = csr.DefaultKeyType
 	}
 	if o.WaitTimeout == 0 {
 		o.WaitTimeout = time.Hour
@@ -93,12 +104,16 @@ func (o *Options) setDefaults() {
 	if o.ProgressInterval == 0 {
 		o.ProgressInterval = 30 * time.Second
 	}
-	if o.Now == nil {
-		o.Now = time.Now
+	if o.Clock == nil {
+		o.Clock = clock.RealClock{}
+	}
+	if o.NewClient == nil {
+		o.NewClient = func(cfg *rest.Config) (kubernetes.Interface, error) { return kubernetes.NewForConfig(cfg) }
 	}
 }
 
-// Validate reports the first missing or invalid option.
+// Validate reports the first missing or invalid option, on one line that
+// names it. Run calls it after applying the defaults.
 func (o Options) Validate() error {
 	switch {
 	case o.KubeconfigPath == "":
@@ -113,11 +128,11 @@ func (o Options) Validate() error {
 		return fmt.Errorf("certificate prefix %q must not contain a path separator", o.CertPrefix)
 	case o.WaitTimeout < 0 || o.ServerWait < 0:
 		return errors.New("timeouts must not be negative")
-	case o.Expiration != 0 && o.Expiration < 10*time.Minute:
-		return fmt.Errorf("expiration %v is too short: the API server requires at least 10m", o.Expiration)
+	case o.Expiration != 0 && o.Expiration < csr.MinExpiration:
+		return fmt.Errorf("expiration %v is too short: the API server requires at least %v", o.Expiration, csr.MinExpiration)
 	}
-	if err := validNodeName(o.NodeName); err != nil {
-		return err
+	if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
+		return fmt.Errorf("node name %q is not valid: %s", o.NodeName, errs[0])
 	}
 	if o.KeyType != "" {
 		if _, err := csr.ParseKeyType(string(o.KeyType)); err != nil {
@@ -149,125 +164,160 @@ type Result struct {
 }
 
 // Run bootstraps the node's client certificate unless the kubeconfig is
-// already usable. It returns an error for anything that stops it; nothing
-// that was valid on disk is removed or replaced on error, and running again
-// resumes with the same key and CSR.
+// already usable (or opts.Force). It blocks until the certificate is
+// stored and the kubeconfig written, or until something stops it: ctx
+// ending (its error, wrapped), WaitTimeout passing, or an error that
+// retrying cannot fix. Every error is one line that names what to fix
+// (file, CSR) and how. Failures of the API server are *csr.ServerError
+// (completed with the bootstrap kubeconfig and what to do), a CSR that ends
+// without a certificate is *csr.OutcomeError, one of the same name that
+// asks for something else *csr.ConflictError, one not issued within
+// WaitTimeout *csr.TimeoutError, and an issued certificate that must not be
+// stored *csr.CertificateError.
+//
+// Nothing that was valid on disk is removed or replaced on error, and
+// running again resumes with the same key and CSR. Run is safe to call
+// concurrently for different certificate directories and kubeconfigs; two
+// runs for the same files are not coordinated.
 func Run(ctx context.Context, opts Options) (*Result, error) {
 	opts.setDefaults()
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	logger := klog.FromContext(ctx)
-	res := &Result{KubeconfigPath: opts.KubeconfigPath}
 
-	cfg, leaf, reason, err := usable(opts.KubeconfigPath, opts.Now())
-	if err != nil && !opts.Force {
+	cfg, leaf, reason, err := checkKubeconfig(opts)
+	if err != nil {
 		return nil, err
-	}
-	if opts.Force {
-		cfg, reason = nil, "forced"
 	}
 	if cfg != nil {
 		if !opts.InsecureWarned {
 			WarnInsecure(ctx, opts.BootstrapKubeconfigPath)
 		}
-		res.Reason = "kubeconfig is usable"
-		res.CertPath = cfg.CertFile
-		res.Certificate = leaf
 		logger.V(1).Info("Kubeconfig is usable, no bootstrap needed", "kubeconfig", opts.KubeconfigPath)
-		return res, nil
+		return &Result{Reason: "kubeconfig is usable", CertPath: cfg.CertFile, Certificate: leaf, KubeconfigPath: opts.KubeconfigPath}, nil
 	}
-	res.Bootstrapped, res.Reason = true, reason
 	logger.Info("Bootstrapping client certificate", "reason", reason, "node", opts.NodeName)
 
-	bootCfg, err := kubeconfig.Load(opts.BootstrapKubeconfigPath)
+	bootCfg, err := loadBootstrapConfig(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("bootstrap %w", err)
-	}
-	if !opts.InsecureWarned {
-		warnInsecure(logger, bootCfg, opts.BootstrapKubeconfigPath)
-	}
-	// kubeconfig.Write refuses a directory others can write to; find out
-	// now, before anything is created or a CSR is created and issued for nothing.
-	if err := atomicfile.CheckDir(filepath.Dir(opts.KubeconfigPath), "kubeconfig directory"); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return nil, err
 	}
 	store, err := openStore(opts.CertDir, opts.CertPrefix)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := newServer(bootCfg)
+	srv, err := newServer(bootCfg, opts)
 	if err != nil {
 		return nil, fmt.Errorf("bootstrap kubeconfig %s: %w", opts.BootstrapKubeconfigPath, err)
 	}
-	// Load or create (and fsync) the key while the server answers /healthz:
-	// both must be done before the CSR, and neither needs the other.
-	var k loadedKey
-	keyDone := make(chan struct{})
-	go func() {
-		defer close(keyDone)
-		k.key, k.pem, k.err = loadKey(ctx, store, opts)
-	}()
-	serverErr := srv.waitForServer(ctx, opts.ServerWait)
-	<-keyDone
-	if k.err != nil {
-		return nil, k.err
-	}
-	if serverErr != nil {
-		return nil, explain(serverErr, bootCfg, opts.BootstrapKubeconfigPath)
-	}
-	key, keyPEM := k.key, k.pem
-
-	req := csr.NodeClient(opts.NodeName, key.Public())
-	req.Expiration = opts.Expiration
-	certPEM, err := srv.request(ctx, req, key, opts, res)
-	if err != nil {
-		return nil, explain(err, bootCfg, opts.BootstrapKubeconfigPath)
-	}
-	cert, err := persist(store, certPEM, keyPEM, opts.KubeconfigPath, kubeconfig.Node(bootCfg, store.CurrentPath()))
+	key, keyPEM, err := keyAndServer(ctx, store, srv, opts)
 	if err != nil {
 		return nil, err
 	}
-	res.Certificate, res.CertPath = cert.Leaf, store.CurrentPath()
-	// Only now is the temporary key redundant: the certificate, its key
-	// and the kubeconfig that uses them are all durable.
-	if err := store.DropPendingKey(); err != nil {
-		logger.Info("Could not remove the temporary key; it is harmless and will be replaced", "path", store.PendingKeyPath(), "err", err)
+	iss, err := srv.request(ctx, key, opts)
+	if err != nil {
+		return nil, err
 	}
-	logger.Info("Client certificate issued", "csr", res.CSRName, "subject", cert.Leaf.Subject.String(),
-		"notAfter", cert.Leaf.NotAfter.UTC().Format(time.RFC3339), "kubeconfig", opts.KubeconfigPath)
-	return res, nil
+	cert, err := persist(store, iss.certPEM, keyPEM, opts.KubeconfigPath, kubeconfig.Node(bootCfg, store.CurrentPath()))
+	if err != nil {
+		return nil, err
+	}
+	dropPendingKey(ctx, store)
+	logger.Info("Client certificate issued", "csr", iss.name, "subject", cert.Leaf.Subject.String(),
+		"not_after", cert.Leaf.NotAfter.UTC().Format(time.RFC3339), "kubeconfig", opts.KubeconfigPath)
+	return &Result{
+		Bootstrapped:   true,
+		Reason:         reason,
+		CSRName:        iss.name,
+		Reattached:     iss.reattached,
+		Certificate:    cert.Leaf,
+		CertPath:       store.CurrentPath(),
+		KubeconfigPath: opts.KubeconfigPath,
+		Issuance:       iss.took,
+	}, nil
 }
 
-// WarnInsecure logs one line at level 0 when the bootstrap kubeconfig at
-// path sets insecure-skip-tls-verify: the bootstrap token then goes to
-// whoever answers. A file that is missing or does not load is not warned
-// about here; Run reports it when it needs the file.
-func WarnInsecure(ctx context.Context, path string) {
-	if path == "" {
-		return
+// checkKubeconfig returns the REST config and client certificate of the
+// node kubeconfig if it can be used as is, or else the reason to
+// bootstrap. It fails only when the file cannot even be examined (for
+// example, permission denied): that is not a reason to bootstrap over it.
+// With opts.Force the kubeconfig is not looked at.
+func checkKubeconfig(opts Options) (*rest.Config, *x509.Certificate, string, error) {
+	if opts.Force {
+		return nil, nil, "forced", nil
 	}
-	if cfg, err := kubeconfig.Load(path); err == nil {
-		warnInsecure(klog.FromContext(ctx), cfg, path)
+	path := opts.KubeconfigPath
+	cfg, leaf, err := kubeconfig.LoadUsable(path, opts.Clock.Now())
+	switch {
+	case err == nil:
+		return cfg, leaf, "", nil
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, nil, "no kubeconfig at " + path, nil
+	case errors.Is(err, fs.ErrPermission):
+		return nil, nil, "", fmt.Errorf("%w: run as a user that can read it", err)
+	default:
+		return nil, nil, err.Error(), nil
 	}
 }
 
-func warnInsecure(logger klog.Logger, cfg *rest.Config, path string) {
-	if w := kubeconfig.InsecureWarning(cfg, "bootstrap kubeconfig", path); w != "" {
-		logger.Info("WARNING: " + w)
+// loadBootstrapConfig loads the bootstrap kubeconfig, warns once if it
+// skips TLS verification, and checks the node kubeconfig's directory now:
+// kubeconfig.Write refuses one others can write to, and finding out after
+// a CSR was created and issued would waste it.
+func loadBootstrapConfig(ctx context.Context, opts Options) (*rest.Config, error) {
+	cfg, err := kubeconfig.Load(opts.BootstrapKubeconfigPath)
+	if err != nil {
+		return nil, fmt.Errorf("bootstrap %w", err)
 	}
+	if !opts.InsecureWarned {
+		warnInsecure(klog.FromContext(ctx), cfg, opts.BootstrapKubeconfigPath)
+	}
+	if err := atomicfile.CheckDir(filepath.Dir(opts.KubeconfigPath), "kubeconfig directory"); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	return cfg, nil
 }
 
-type loadedKey struct {
-	key crypto.Signer
-	pem []byte
-	err error
+func openStore(dir, prefix string) (*certstore.Store, error) {
+	store, err := certstore.Open(certstore.Options{Dir: dir, Prefix: prefix})
+	if err != nil {
+		return nil, fmt.Errorf("certificate directory %s: %w", dir, err)
+	}
+	return store, nil
+}
+
+// keyAndServer loads or creates (and fsyncs) the key while the server
+// answers /healthz: both must be done before the CSR, and neither needs
+// the other. A key error wins over a server error: it is the one to fix
+// first, and it is on this node.
+func keyAndServer(ctx context.Context, store *certstore.Store, srv *server, opts Options) (crypto.Signer, []byte, error) {
+	type loaded struct {
+		key crypto.Signer
+		pem []byte
+		err error
+	}
+	keyDone := make(chan loaded, 1)
+	go func() {
+		var l loaded
+		l.key, l.pem, l.err = loadKey(ctx, store, opts)
+		keyDone <- l
+	}()
+	serverErr := srv.waitForServer(ctx, opts.ServerWait)
+	k := <-keyDone
+	if k.err != nil {
+		return nil, nil, k.err
+	}
+	if serverErr != nil {
+		return nil, nil, srv.explain(serverErr)
+	}
+	return k.key, k.pem, nil
 }
 
 // persist stores the certificate and writes the kubeconfig that points at
 // the store, concurrently: they are different files, and either order is
 // safe. The kubeconfig replaced here was not usable, and until the store
-// holds the new certificate the temporary key is still there, so a crash
+// holds the new certificate the pending key is still there, so a crash
 // at any point is repaired by running again (it re-attaches to the issued
 // CSR). Overlapping the two halves the time spent in fsync.
 func persist(store *certstore.Store, certPEM, keyPEM []byte, kubeconfigPath string, cfg *clientcmdapi.Config) (*tls.Certificate, error) {
@@ -283,66 +333,32 @@ func persist(store *certstore.Store, certPEM, keyPEM []byte, kubeconfigPath stri
 	return cert, nil
 }
 
-// usable returns the REST config of the kubeconfig if it can be used as is,
-// or the reason it cannot. It fails only when the file cannot even be
-// examined (for example, permission denied): that is not a reason to
-// bootstrap over it.
-func usable(path string, now time.Time) (*rest.Config, *x509.Certificate, string, error) {
-	cfg, leaf, err := kubeconfig.LoadUsable(path, now)
-	switch {
-	case err == nil:
-		return cfg, leaf, "", nil
-	case errors.Is(err, fs.ErrNotExist):
-		return nil, nil, "no kubeconfig at " + path, nil
-	case errors.Is(err, fs.ErrPermission):
-		return nil, nil, "", fmt.Errorf("%w: run as a user that can read it", err)
-	default:
-		return nil, nil, err.Error(), nil
+// dropPendingKey removes the pending key once the certificate, its key and
+// the kubeconfig that uses them are all durable. Failing is harmless (the
+// store replaces a pending key that is the current certificate's), so it
+// is logged, not returned.
+func dropPendingKey(ctx context.Context, store *certstore.Store) {
+	if err := store.DropPendingKey(); err != nil {
+		klog.FromContext(ctx).Info("Could not remove the pending key; it is harmless and will be replaced", "path", store.PendingKeyPath(), "err", err)
 	}
 }
 
-func openStore(dir, prefix string) (*certstore.Store, error) {
-	store, err := certstore.Open(certstore.Options{Dir: dir, Prefix: prefix})
-	if err != nil {
-		return nil, fmt.Errorf("certificate directory %s: %w", dir, err)
+// WarnInsecure logs one line at level 0 when the bootstrap kubeconfig at
+// path sets insecure-skip-tls-verify: the bootstrap token then goes to
+// whoever answers. A file that is missing or does not load is not warned
+// about here; Run reports it when it needs the file. It does not block
+// beyond reading the file.
+func WarnInsecure(ctx context.Context, path string) {
+	if path == "" {
+		return
 	}
-	return store, nil
+	if cfg, err := kubeconfig.Load(path); err == nil {
+		warnInsecure(klog.FromContext(ctx), cfg, path)
+	}
 }
 
-// loadKey returns the key to request a certificate for: the current
-// certificate's key if the store has one (unless opts.FreshKey), else the
-// store's pending key <prefix>.key.tmp, created if missing. The pending key
-// makes a retry after a failure or crash ask for a certificate for the same
-// key, so it finds its own pending CSR by name. A pending key that can never
-// be used is replaced by the store; one that is unsafe stops the run.
-func loadKey(ctx context.Context, store *certstore.Store, opts Options) (crypto.Signer, []byte, error) {
-	logger := klog.FromContext(ctx)
-	if !opts.FreshKey {
-		cur, err := store.Current()
-		switch {
-		case err == nil:
-			if signer, ok := cur.PrivateKey.(crypto.Signer); ok {
-				if keyPEM, err := csr.MarshalPrivateKeyPEM(signer); err == nil {
-					logger.V(2).Info("Reusing the key of the current certificate", "path", store.CurrentPath())
-					return signer, keyPEM, nil
-				}
-			}
-		case !errors.Is(err, certstore.ErrNoCertificate):
-			return nil, nil, fmt.Errorf("%w: move it away to bootstrap a new certificate", err)
-		}
+func warnInsecure(logger klog.Logger, cfg *rest.Config, path string) {
+	if w := kubeconfig.InsecureWarning(cfg, "bootstrap kubeconfig", path); w != "" {
+		logger.Info("WARNING: " + w)
 	}
-	key, keyPEM, created, replaced, err := store.LoadPendingKey(func() (crypto.Signer, error) { return csr.GenerateKey(opts.KeyType) })
-	if err != nil {
-		return nil, nil, err
-	}
-	path := store.PendingKeyPath()
-	switch {
-	case replaced != "":
-		logger.Info("Replaced an unusable temporary key with a new one", "path", path, "reason", replaced, "key_type", opts.KeyType)
-	case created:
-		logger.V(1).Info("Generated a new private key", "path", path, "key_type", opts.KeyType)
-	default:
-		logger.V(1).Info("Reusing the key of an earlier, unfinished bootstrap", "path", path)
-	}
-	return key, keyPEM, nil
 }

@@ -4,21 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
-	"crypto/x509"
-	"errors"
-	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
 
@@ -158,109 +149,6 @@ func mustEqual(t *testing.T, got any, want *ecdsa.PublicKey) {
 	t.Helper()
 	if k, ok := got.(*ecdsa.PublicKey); !ok || !k.Equal(want) {
 		t.Errorf("key in use is not the expected one")
-	}
-}
-
-func TestPermanentAndExplain(t *testing.T) {
-	readyz := http.StatusOK
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.WriteHeader(readyz)
-	}))
-	t.Cleanup(srv.Close)
-	s, err := newServer(&rest.Config{Host: srv.URL})
-	if err != nil {
-		t.Fatal(err)
-	}
-	gr := schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests"}
-	unauthorized := apierrors.NewUnauthorized("Unauthorized")
-	tests := []struct {
-		name        string
-		err         error
-		readyz      int
-		permanent   bool
-		wantExplain string
-	}{
-		{"401 from a ready server", unauthorized, 200, true, "invalid or expired"},
-		{"401 from a server not ready", unauthorized, 500, false, ""},
-		{"403", apierrors.NewForbidden(gr, "x", errors.New("nope")), 200, true, "system:node-bootstrapper"},
-		{"500", apierrors.NewInternalError(errors.New("boom")), 200, false, ""},
-		{"timeout", apierrors.NewTimeoutError("slow", 1), 200, false, ""},
-		{"connection refused", fmt.Errorf("dial tcp: connect: connection refused"), 200, false, ""},
-		{"unknown CA", fmt.Errorf("Get: %w", x509.UnknownAuthorityError{}), 200, true, "unknown authority"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			readyz = tt.readyz
-			if got := s.permanent(context.Background(), tt.err); got != tt.permanent {
-				t.Errorf("permanent = %v, want %v", got, tt.permanent)
-			}
-			got := explain(tt.err, &rest.Config{Host: "https://api:6443"}, "/etc/bootstrap.conf").Error()
-			if tt.wantExplain != "" && (!strings.Contains(got, tt.wantExplain) || !strings.Contains(got, "/etc/bootstrap.conf")) {
-				t.Errorf("explain = %q, want it to name the file and contain %q", got, tt.wantExplain)
-			}
-		})
-	}
-}
-
-func TestLoadClientConfig(t *testing.T) {
-	ctx := context.Background()
-	dir := t.TempDir()
-	bootstrapPath := filepath.Join(dir, "bootstrap.conf")
-	if err := os.WriteFile(bootstrapPath, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://10.0.0.1:6443", insecure-skip-tls-verify: true}}]
-users: [{name: u, user: {token: "abcdef.0123456789abcdef"}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	certDir := filepath.Join(dir, "pki")
-	kubeconfigPath := filepath.Join(dir, "kubelet.conf")
-
-	// No usable kubeconfig: request with the bootstrap token, use the store.
-	certCfg, userCfg, err := LoadClientConfig(ctx, kubeconfigPath, bootstrapPath, certDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	current := filepath.Join(certDir, "kubelet-client-current.pem")
-	if certCfg.BearerToken != "abcdef.0123456789abcdef" || userCfg.BearerToken != "" || userCfg.CertFile != current || userCfg.KeyFile != current {
-		t.Errorf("bootstrap case: cert config has token %v, user config has token %v and cert %q", certCfg.BearerToken != "", userCfg.BearerToken != "", userCfg.CertFile)
-	}
-	// The store is still empty, so read the file raw: clientcmd would
-	// refuse the missing certificate.
-	written, err := clientcmd.LoadFromFile(kubeconfigPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if a := written.AuthInfos["default-auth"]; a == nil || a.ClientCertificate != current || written.Clusters["default-cluster"].Server != "https://10.0.0.1:6443" {
-		t.Fatalf("kubeconfig not rewritten to point at the store: %+v", written)
-	}
-
-	// A usable certificate in the store makes the kubeconfig usable.
-	key, keyPEM := newKey(t)
-	store, err := certstore.Open(certstore.Options{Dir: certDir, Prefix: DefaultCertPrefix})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Update(issue(t, key, time.Now().Add(-time.Hour), time.Now().Add(time.Hour)), keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	certCfg, userCfg, err = LoadClientConfig(ctx, kubeconfigPath, bootstrapPath, certDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if certCfg.CertFile != current || userCfg.CertFile != current || certCfg == userCfg {
-		t.Errorf("usable case: configs %q and %q, want both from the kubeconfig, distinct", certCfg.CertFile, userCfg.CertFile)
-	}
-
-	// No bootstrap kubeconfig: the kubeconfig alone.
-	certCfg, userCfg, err = LoadClientConfig(ctx, kubeconfigPath, "", certDir)
-	if err != nil || certCfg.CertFile != current || userCfg == certCfg {
-		t.Errorf("no-bootstrap case: %v", err)
-	}
-	if _, _, err := LoadClientConfig(ctx, filepath.Join(dir, "missing"), "", certDir); err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Errorf("no-bootstrap case with a missing kubeconfig: err = %v", err)
 	}
 }
 

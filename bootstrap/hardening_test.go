@@ -14,12 +14,14 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/klog/v2"
 	"k8s.io/klog/v2/textlogger"
+	"k8s.io/utils/clock"
 
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/atomicfile"
@@ -109,8 +111,8 @@ func snapshotDir(t *testing.T, dir string) string {
 
 // TestRequestRefusesUnsafeCertificate: a certificate for the right key
 // and node that is a CA, has other usages, or comes from another CA than
-// the kubeconfig's is refused with an *UnsafeCertificateError that names
-// the CSR and says to delete it.
+// the kubeconfig's is refused with a *csr.CertificateError that names the
+// CSR and says to delete it.
 func TestRequestRefusesUnsafeCertificate(t *testing.T) {
 	ctx := klog.NewContext(context.Background(), klog.Background())
 	cluster, foreign := testpki.NewCA(t), testpki.NewCA(t)
@@ -156,18 +158,17 @@ func TestRequestRefusesUnsafeCertificate(t *testing.T) {
 					Certificate: tt.ca.Issue(t, spec).CertPEM,
 				},
 			})
-			s := &server{cfg: &rest.Config{}, client: client, roots: roots}
-			_, err = s.request(ctx, req, key, opts, &Result{})
+			s := &server{client: client, roots: roots, clock: clock.RealClock{}}
+			_, err = s.request(ctx, key, opts)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("request = %v", err)
 				}
 				return
 			}
-			var unsafe *UnsafeCertificateError
 			var ce *csr.CertificateError
-			if !errors.As(err, &unsafe) || !errors.As(err, &ce) || ce.Problem != tt.want {
-				t.Fatalf("request error = %v, want *UnsafeCertificateError with problem %q", err, tt.want)
+			if !errors.As(err, &ce) || ce.Problem != tt.want || ce.CSR != name {
+				t.Fatalf("request error = %v, want *csr.CertificateError for %s with problem %q", err, name, tt.want)
 			}
 			msg := err.Error()
 			for _, w := range []string{name, "the signer returned " + string(tt.want), "not stored", "kubectl delete csr " + name} {
@@ -222,15 +223,22 @@ func TestNewServerRefusesHugeCAFile(t *testing.T) {
 	if err := os.WriteFile(ca, bytes.Repeat([]byte("A"), atomicfile.MaxReadSize+1), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := newServer(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAFile: ca}})
+	var given *rest.Config // what client-go is handed
+	opts := validOptions()
+	opts.setDefaults()
+	opts.NewClient = func(cfg *rest.Config) (kubernetes.Interface, error) {
+		given = cfg
+		return fake.NewClientset(), nil
+	}
+	_, err := newServer(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAFile: ca}}, opts)
 	var tooLarge *atomicfile.TooLargeError
-	if !errors.As(err, &tooLarge) || !strings.Contains(err.Error(), ca) {
-		t.Fatalf("newServer error = %v, want *atomicfile.TooLargeError naming %s", err, ca)
+	if !errors.As(err, &tooLarge) || !strings.Contains(err.Error(), ca) || given != nil {
+		t.Fatalf("newServer error = %v, want *atomicfile.TooLargeError naming %s, and no client", err, ca)
 	}
 	good := filepath.Join(t.TempDir(), "ca.crt")
 	os.WriteFile(good, testpki.NewCA(t).PEM(), 0o600)
-	s, err := newServer(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAFile: good}})
-	if err != nil || s.roots == nil || s.cfg.CAFile != "" || len(s.cfg.CAData) == 0 {
-		t.Fatalf("newServer with a good CA file: %v (roots %v, CAFile %q)", err, s != nil && s.roots != nil, s.cfg.CAFile)
+	s, err := newServer(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAFile: good}}, opts)
+	if err != nil || s.roots == nil || given == nil || given.CAFile != "" || len(given.CAData) == 0 {
+		t.Fatalf("newServer with a good CA file: %v (roots %v, client config %+v)", err, s != nil && s.roots != nil, given)
 	}
 }

@@ -117,22 +117,16 @@ func CAPool(cfg *rest.Config) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// ErrNotExist is wrapped by Check when the kubeconfig does not exist.
-var ErrNotExist = fs.ErrNotExist
-
-// Check reports whether the kubeconfig at path can be used as a node's
-// identity without contacting the server: it loads, its client certificate
-// and key load and belong together, and every certificate of the chain is
-// inside its validity window at now. It returns nil when usable, an error
-// wrapping ErrNotExist when the file does not exist, and otherwise an error
-// that says why it is not usable.
-func Check(path string, now time.Time) error {
-	_, _, err := LoadUsable(path, now)
-	return err
-}
-
-// LoadUsable is Check that also returns, when the kubeconfig is usable, its
-// REST config and the leaf of its client certificate.
+// LoadUsable loads the kubeconfig at path (see Load) and reports whether it
+// can be used as a node's identity without contacting the server: its
+// client certificate and key load and belong together, and every
+// certificate of the chain is inside its validity window at now. When
+// usable it returns the REST config and the leaf of the client
+// certificate. Otherwise the error says why, on one line naming the file:
+// it wraps fs.ErrNotExist when the kubeconfig does not exist and
+// fs.ErrPermission when it may not be read, so that a caller can tell
+// "bootstrap" from "fix the file". It reads files only (with the size
+// limit of Load) and is safe for concurrent use.
 func LoadUsable(path string, now time.Time) (*rest.Config, *x509.Certificate, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, nil, fmt.Errorf("kubeconfig %s: %w", path, err)
@@ -141,16 +135,16 @@ func LoadUsable(path string, now time.Time) (*rest.Config, *x509.Certificate, er
 	if err != nil {
 		return nil, nil, err
 	}
-	leaf, err := CheckClientCertificate(cfg, now)
+	leaf, err := checkClientCertificate(cfg, now)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubeconfig %s: %w", path, err)
 	}
 	return cfg, leaf, nil
 }
 
-// CheckClientCertificate checks the client certificate of cfg as Check does
-// and returns its leaf.
-func CheckClientCertificate(cfg *rest.Config, now time.Time) (*x509.Certificate, error) {
+// checkClientCertificate checks the client certificate of cfg as
+// LoadUsable does and returns its leaf.
+func checkClientCertificate(cfg *rest.Config, now time.Time) (*x509.Certificate, error) {
 	certPEM, keyPEM, err := clientCredentials(cfg)
 	if err != nil {
 		return nil, err

@@ -1,8 +1,11 @@
 package kubeconfig
 
 import (
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,7 +53,7 @@ contexts:
 current-context: %s
 `
 
-func TestCheck(t *testing.T) {
+func TestLoadUsable(t *testing.T) {
 	dir := t.TempDir()
 	validCert, validKey := pair(t, now.Add(-time.Hour), now.Add(time.Hour))
 	_, otherKey := pair(t, now.Add(-time.Hour), now.Add(time.Hour))
@@ -102,15 +105,18 @@ func TestCheck(t *testing.T) {
 				}
 				write(t, dir, filepath.Base(path), content)
 			}
-			err := Check(path, now)
+			cfg, leaf, err := LoadUsable(path, now)
 			if tt.wantErr == "" {
 				if err != nil {
-					t.Fatalf("Check = %v, want usable", err)
+					t.Fatalf("LoadUsable = %v, want usable", err)
+				}
+				if cfg == nil || leaf == nil || !leaf.Equal(parseLeaf(t, validCert)) {
+					t.Errorf("LoadUsable returned config %v and another leaf than the client certificate", cfg != nil)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("Check = %v, want error containing %q", err, tt.wantErr)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || cfg != nil || leaf != nil {
+				t.Fatalf("LoadUsable = %v, want only an error containing %q", err, tt.wantErr)
 			}
 			if !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q does not name the file", err)
@@ -118,8 +124,8 @@ func TestCheck(t *testing.T) {
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)
 			}
-			if tt.name == "missing" && !errors.Is(err, ErrNotExist) {
-				t.Errorf("missing file: errors.Is(err, ErrNotExist) = false")
+			if tt.name == "missing" && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("missing file: errors.Is(err, fs.ErrNotExist) = false")
 			}
 		})
 	}
@@ -172,16 +178,17 @@ func TestWriteNode(t *testing.T) {
 			if tt.cluster.CAFile != "" && cfg.CAFile != filepath.Join(dir, tt.cluster.CAFile) {
 				t.Errorf("CA file = %q, want absolute", cfg.CAFile)
 			}
-			if err := Check(path, time.Now()); err != nil {
+			if _, _, err := LoadUsable(path, time.Now()); err != nil {
 				t.Errorf("written kubeconfig not usable: %v", err)
 			}
 		})
 	}
 }
 
-// FuzzCheck feeds arbitrary kubeconfig content to Check: it must never
-// panic, and must accept the content only if a client certificate loads.
-func FuzzCheck(f *testing.F) {
+// FuzzLoadUsable feeds arbitrary kubeconfig content to LoadUsable: it must
+// never panic, and must accept the content only if a client certificate
+// loads.
+func FuzzLoadUsable(f *testing.F) {
 	certPEM, keyPEM := pair(f, now.Add(-time.Hour), now.Add(time.Hour))
 	f.Add([]byte(strings.Replace(strings.Replace(template, "%s", "    client-certificate-data: "+b64(certPEM)+"\n    client-key-data: "+b64(keyPEM), 1), "%s", "ctx", 1)))
 	f.Add([]byte(strings.Replace(strings.Replace(template, "%s", "    token: x", 1), "%s", "ctx", 1)))
@@ -193,14 +200,26 @@ func FuzzCheck(f *testing.F) {
 		if err := os.WriteFile(path, data, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		if err := Check(path, now); err == nil {
-			cfg, err := Load(path)
-			if err != nil {
-				t.Fatalf("Check accepted what Load rejects: %v", err)
+		if cfg, leaf, err := LoadUsable(path, now); err == nil {
+			if _, err := Load(path); err != nil {
+				t.Fatalf("LoadUsable accepted what Load rejects: %v", err)
 			}
-			if _, err := CheckClientCertificate(cfg, now); err != nil {
-				t.Fatalf("Check accepted a config without a usable certificate: %v", err)
+			if leaf == nil {
+				t.Fatal("LoadUsable accepted without a leaf")
+			}
+			if again, err := checkClientCertificate(cfg, now); err != nil || !again.Equal(leaf) {
+				t.Fatalf("LoadUsable accepted a config without a usable certificate: %v", err)
 			}
 		}
 	})
+}
+
+func parseLeaf(t *testing.T, certPEM []byte) *x509.Certificate {
+	t.Helper()
+	block, _ := pem.Decode(certPEM)
+	c, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

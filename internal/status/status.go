@@ -217,7 +217,7 @@ func kubeconfigReport(path, clientPath string, now time.Time) Kubeconfig {
 	if abs, err := filepath.Abs(cfg.CertFile); err == nil && cfg.CertFile != "" {
 		k.UsesStore = abs == clientPath
 	}
-	if err := kubeconfig.Check(path, now); err != nil {
+	if _, _, err := kubeconfig.LoadUsable(path, now); err != nil {
 		k.Error = err.Error()
 		return k
 	}
