@@ -1,8 +1,17 @@
 // Package rotation keeps one certificate of a node valid: it decides when
-// the certificate is due (a pure function of the certificate, the policy
-// and a jitter sample) and runs the loop that renews it, with metric hooks
-// instead of a metrics library and an injected clock so that tests never
-// sleep.
+// the certificate is due (Plan, a pure function of the certificate, the
+// policy and a jitter sample) and runs the loop that renews it (Manager),
+// with metric hooks instead of a metrics library and an injected clock so
+// that tests never sleep.
+//
+// A Manager is also the node's live identity in memory for the process
+// that runs it: Current, GetClientCertificate and GetCertificate plug into
+// a tls.Config, and RESTConfig gives client-go a config that always
+// presents the current certificate and reconnects after each rotation.
+//
+// The certificate lives in a Store (*certstore.Store in the kubelet's
+// layout). Failed attempts are classified (Failure) from the typed errors
+// of package csr.
 package rotation
 
 import (
@@ -72,7 +81,7 @@ type Schedule struct {
 // Lifetime is NotAfter - Start: what the signer really granted.
 func (s Schedule) Lifetime() time.Duration { return s.NotAfter.Sub(s.Start) }
 
-// Start returns where a certificate's real lifetime begins.
+// lifetimeStart returns where a certificate's real lifetime begins.
 //
 // Signers backdate NotBefore to tolerate clock skew: kube-controller-manager
 // sets NotBefore = issuance - 5m, and for lifetimes under 8h it does not
@@ -85,7 +94,7 @@ func (s Schedule) Lifetime() time.Duration { return s.NotAfter.Sub(s.Start) }
 // long after it was issued is not treated as newer than it is. Unknown
 // (zero), the signer is assumed to have backdated by backdate, unless the
 // validity window is not even that long.
-func Start(notBefore, notAfter, issuedAt time.Time, backdate time.Duration) time.Time {
+func lifetimeStart(notBefore, notAfter, issuedAt time.Time, backdate time.Duration) time.Time {
 	limit := notBefore.Add(backdate)
 	if window := notAfter.Sub(notBefore); backdate >= window {
 		// Not a backdated certificate (kube-controller-manager's window
@@ -107,7 +116,7 @@ func Start(notBefore, notAfter, issuedAt time.Time, backdate time.Duration) time
 // certificate so that the deadline does not move when recomputed.
 func Plan(notBefore, notAfter, issuedAt time.Time, p Policy, r float64) Schedule {
 	p = p.withDefaults()
-	s := Schedule{Start: Start(notBefore, notAfter, issuedAt, p.Backdate), NotAfter: notAfter}
+	s := Schedule{Start: lifetimeStart(notBefore, notAfter, issuedAt, p.Backdate), NotAfter: notAfter}
 	life := s.Lifetime()
 	if life <= 0 {
 		s.Deadline = notAfter

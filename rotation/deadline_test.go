@@ -33,14 +33,14 @@ func TestStart(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Start(nb, na, tc.issuedAt, DefaultBackdate); !got.Equal(tc.want) {
+			if got := lifetimeStart(nb, na, tc.issuedAt, DefaultBackdate); !got.Equal(tc.want) {
 				t.Errorf("Start = %v, want %v", got, tc.want)
 			}
 		})
 	}
 	// A window shorter than the backdate was not backdated by it: assume half.
 	short := t0.Add(4 * time.Minute)
-	if got, want := Start(t0, short, time.Time{}, DefaultBackdate), t0.Add(2*time.Minute); !got.Equal(want) {
+	if got, want := lifetimeStart(t0, short, time.Time{}, DefaultBackdate), t0.Add(2*time.Minute); !got.Equal(want) {
 		t.Errorf("short window: Start = %v, want %v", got, want)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"net"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -27,6 +26,9 @@ import (
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/testpki"
 )
+
+// *certstore.Store is the Store the agent uses.
+var _ Store = (*certstore.Store)(nil)
 
 // testCA signs like kube-controller-manager: NotBefore = now - 5m,
 // NotAfter = now + ttl (short-lived).
@@ -184,13 +186,15 @@ func waitSleeping(t *testing.T, clk *clocktesting.FakeClock) {
 	}
 }
 
-// unauthorized makes every CSR create of client fail with 401.
+// unauthorized makes every CSR create of client fail with 401 (which
+// csrwait.Submit reports as a *csr.ServerError).
 func unauthorized(client *fake.Clientset) {
 	client.PrependReactor("create", "certificatesigningrequests", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewUnauthorized("certificate rejected")
 	})
 }
 
-func tempKey(dir string) string { return filepath.Join(dir, "kubelet-client.key.tmp") }
-
-func errUnauthorized() error { return apierrors.NewUnauthorized("certificate rejected") }
+// errUnauthorized is a 401 as csrwait and the agent's Verify report it.
+func errUnauthorized() error {
+	return csr.ClassifyServerError(apierrors.NewUnauthorized("certificate rejected"), "https://api", "verifying", "")
+}

@@ -12,7 +12,6 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
 )
 
@@ -33,7 +32,7 @@ func (m *Manager) next(ctx context.Context) (Reason, time.Duration) {
 	if m.retry == ReasonForced || m.retry == ReasonResume {
 		return m.retry, 0
 	}
-	if first && m.tempKeyExists() {
+	if first && m.pendingKeyExists() {
 		return ReasonResume, 0
 	}
 	if wait := m.known.schedule.Deadline.Sub(now); wait > 0 {
@@ -59,12 +58,15 @@ func (m *Manager) inspect(ctx context.Context, now time.Time) Reason {
 	logger := klog.FromContext(ctx)
 	cur, err := m.opts.Store.Current()
 	if err != nil {
-		if !errors.Is(err, certstore.ErrNoCertificate) {
-			logger.Info("The stored certificate is unusable, replacing it", "err", err)
+		// Said once per distinct error, not at every retry.
+		if msg := err.Error(); msg != m.storeErr {
+			m.storeErr = msg
+			logger.Info("No usable certificate in the store, obtaining one", "err", err)
 		}
 		m.observe(ctx, nil, time.Time{})
 		return ReasonMissing
 	}
+	m.storeErr = ""
 	m.observe(ctx, cur, time.Time{})
 	switch leaf := cur.Leaf; {
 	case now.Before(leaf.NotBefore):
@@ -129,11 +131,11 @@ func (m *Manager) observe(ctx context.Context, cert *tls.Certificate, issuedAt t
 	m.known = info
 	s := info.schedule
 	klog.FromContext(ctx).Info("Certificate in use", "subject", leaf.Subject.String(),
-		"notBefore", leaf.NotBefore.UTC().Format(time.RFC3339), "notAfter", leaf.NotAfter.UTC().Format(time.RFC3339),
-		"lifetime", s.Lifetime().Round(time.Second).String(), "renewAt", s.Deadline.UTC().Format(time.RFC3339))
+		"not_before", leaf.NotBefore.UTC().Format(time.RFC3339), "not_after", leaf.NotAfter.UTC().Format(time.RFC3339),
+		"lifetime", s.Lifetime().Round(time.Second).String(), "renew_at", s.Deadline.UTC().Format(time.RFC3339))
 	if s.Clamped {
 		klog.FromContext(ctx).Info("The renew-before floor is longer than half the certificate's lifetime; renewing at half instead",
-			"renewBefore", m.opts.Policy.RenewBefore.String(), "lifetime", s.Lifetime().Round(time.Second).String())
+			"renew_before", m.opts.Policy.RenewBefore.String(), "lifetime", s.Lifetime().Round(time.Second).String())
 	}
 	m.report(leaf, s)
 }
@@ -153,4 +155,12 @@ func (m *Manager) storedAt() time.Time {
 		return time.Time{}
 	}
 	return fi.ModTime()
+}
+
+// pendingKeyExists reports whether an unfinished renewal or bootstrap left
+// its key behind. Lstat: a link planted there counts, so that the renewal
+// it starts reports it instead of leaving it unnoticed.
+func (m *Manager) pendingKeyExists() bool {
+	_, err := os.Lstat(m.opts.Store.PendingKeyPath())
+	return err == nil
 }

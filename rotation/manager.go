@@ -6,9 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
-	"fmt"
 	"math/rand/v2"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +16,6 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
-	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
 )
 
@@ -45,14 +42,16 @@ type Hooks struct {
 	// Rotated is called after a new certificate was stored, with the time
 	// from CSR submission to issuance.
 	Rotated func(name string, reason Reason, issuance time.Duration)
-	// Failed is called after each failed renewal attempt.
+	// Failed is called after each failed renewal attempt, with the error
+	// and its Failure.
 	Failed func(name string, failure Failure, err error)
 	// Recovering is called with true when the Manager starts relying on
 	// Options.Recover (bootstrap credentials) and false once it has a
 	// certificate of its own again.
 	Recovering func(name string, on bool)
-	// TemplateMismatch is called when an issued certificate does not
-	// match the request.
+	// TemplateMismatch is called, before Failed, when an issued
+	// certificate (of a renewal or of Recover) is unusable: a
+	// *csr.CertificateError.
 	TemplateMismatch func(name string)
 }
 
@@ -61,11 +60,8 @@ type Hooks struct {
 type Options struct {
 	// Name of the certificate, "client" or "serving": logs and hooks (required).
 	Name string
-	// Store holds the certificate (required).
-	Store *certstore.Store
-	// TempKeyPath is where a new key waits for its certificate, so that a
-	// restart resumes the same CSR (required), e.g. <dir>/<prefix>.key.tmp.
-	TempKeyPath string
+	// Store holds the certificate and the pending key (required).
+	Store Store
 	// KeyType of new keys. Default ecdsa-p256.
 	KeyType csr.KeyType
 	// ReuseKey renews with the current key instead of a new one. The CSR
@@ -76,21 +72,26 @@ type Options struct {
 	Template func(pub crypto.PublicKey) csr.Request
 	// Roots, if set, returns the cluster CA that an issued certificate
 	// must chain to (nil: no such check), read at every renewal. An
-	// issued certificate that is a CA, has other extended key usages
-	// than Template asks for, or does not chain to Roots is never stored
-	// (a *MismatchError wrapping a *csr.CertificateError).
+	// issued certificate that does not match the request, is a CA, has
+	// other extended key usages than Template asks for, or does not
+	// chain to Roots is never stored: the attempt fails with a
+	// *csr.CertificateError naming the CSR (FailTemplate).
 	Roots func() (*x509.CertPool, error)
 	// Client returns a client that authenticates with the node's current
-	// client certificate (required).
+	// client certificate (required). Its errors count as FailOther.
 	Client func(ctx context.Context) (kubernetes.Interface, error)
 	// Recover, if set, obtains and stores a certificate without the
 	// current one (the client certificate's bootstrap) when that is
 	// missing, expired, not yet valid or rejected. It returns the time
 	// from CSR submission to issuance, or an error wrapping
-	// ErrNoCredentials when it has nothing to recover with.
+	// ErrNoCredentials when it has nothing to recover with. Its other
+	// errors are classified like a renewal's: wrap (%w) the typed errors
+	// of package csr so that the Failure is the right one.
 	Recover func(ctx context.Context) (time.Duration, error)
 	// Verify, if set, asks the API server whether it accepts the current
-	// certificate; it runs once at start. A 401 triggers recovery.
+	// certificate; it runs once at start, when that is valid. An error
+	// wrapping a *csr.ServerError of kind csr.ErrUnauthorized (401)
+	// triggers recovery; other errors are logged and ignored.
 	Verify func(ctx context.Context) error
 	// Usable, if set, is an extra offline check of a valid current
 	// certificate (for example that the kubeconfig uses it); an error
@@ -113,15 +114,14 @@ type Options struct {
 	Hooks Hooks
 }
 
-// Validate reports the first missing required option.
+// Validate reports the first missing required option or negative
+// duration, as a one-line error.
 func (o Options) Validate() error {
 	switch {
 	case o.Name == "":
 		return errors.New("rotation: options: name is empty")
 	case o.Store == nil:
 		return errors.New("rotation: options: store is nil")
-	case o.TempKeyPath == "":
-		return errors.New("rotation: options: temporary key path is empty")
 	case o.Template == nil || o.Client == nil:
 		return errors.New("rotation: options: template and client are required")
 	case o.InitialBackoff < 0 || o.MaxBackoff < 0 || o.WaitTimeout < 0 || o.MaxSleep < 0:
@@ -167,7 +167,9 @@ type Status struct {
 }
 
 // Manager keeps one certificate valid. Create it with New and call Run
-// once; Trigger and Status are safe for concurrent use.
+// once. Trigger, Status, Current, GetClientCertificate, GetCertificate and
+// RESTConfig are safe for concurrent use, before, during and after Run,
+// and never wait for the loop.
 type Manager struct {
 	opts Options
 	// forced is set by Trigger and cleared by the loop when it acts on it;
@@ -189,6 +191,7 @@ type Manager struct {
 
 	// Loop state, touched only by Run's goroutine.
 	known        certInfo // the certificate the schedule was computed for
+	storeErr     string   // the last error of Store.Current that was logged
 	unauthorized bool     // the server rejected the current certificate
 	started      bool     // the first evaluation is done
 	retry        Reason   // the reason of a failed attempt, to retry
@@ -205,7 +208,10 @@ type certInfo struct {
 	schedule Schedule
 }
 
-// New returns a Manager for opts.
+// New returns a Manager for opts, or the error of opts.Validate. It reads
+// the store once, so that Current has the stored certificate before Run
+// starts; a store that cannot be read is not an error here (Run obtains a
+// certificate).
 func New(opts Options) (*Manager, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -234,7 +240,8 @@ func (m *Manager) Trigger() {
 	}
 }
 
-// Status returns a snapshot of the Manager's state.
+// Status returns a snapshot of the Manager's state, as the loop last saw
+// it.
 func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -247,9 +254,13 @@ func (m *Manager) update(f func(*Status)) {
 	f(&m.status)
 }
 
-// Run keeps the certificate valid until ctx ends, then returns nil. It
-// sleeps until the next deadline (at most MaxSleep), renews, and after a
-// failure retries with capped exponential backoff.
+// Run keeps the certificate valid until ctx ends, then returns nil; call it
+// once. It sleeps until the next deadline (at most MaxSleep), renews, and
+// after a failure retries with capped exponential backoff. Failures are
+// reported through Hooks and Status, never returned. When ctx ends, the
+// request in progress is abandoned (its pending key stays, so the next
+// start re-attaches to its CSR), and a certificate already being stored is
+// stored first; nothing else delays the return.
 func (m *Manager) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("certificate", m.opts.Name)
 	ctx = klog.NewContext(ctx, logger)
@@ -290,7 +301,7 @@ func (m *Manager) failed(ctx context.Context, err error, failures int) {
 	}
 	d := m.backoff(failures)
 	klog.FromContext(ctx).Info("Certificate renewal failed, will retry", "failure", f, "attempt", failures,
-		"retryIn", d.Round(time.Millisecond).String(), "err", err)
+		"retry_in", d.Round(time.Millisecond).String(), "err", err)
 	m.sleep(ctx, d)
 }
 
@@ -343,12 +354,3 @@ func (m *Manager) verify(ctx context.Context) {
 func valid(c *x509.Certificate, now time.Time) bool {
 	return c != nil && !now.Before(c.NotBefore) && !now.After(c.NotAfter)
 }
-
-// tempKeyExists reports whether an unfinished renewal or bootstrap left
-// its key behind.
-func (m *Manager) tempKeyExists() bool {
-	_, err := os.Stat(m.opts.TempKeyPath)
-	return err == nil
-}
-
-func (m *Manager) String() string { return fmt.Sprintf("rotation.Manager(%s)", m.opts.Name) }

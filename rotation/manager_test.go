@@ -45,11 +45,10 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.signer = &signer{ca: f.ca, clock: f.clk, ttl: 2 * time.Minute, decide: func(int) string { return "sign" }}
 	f.opts = Options{
-		Name:        "client",
-		Store:       f.store,
-		TempKeyPath: tempKey(dir),
-		Template:    func(pub crypto.PublicKey) csr.Request { return csr.NodeClient(node, pub) },
-		Client:      func(context.Context) (kubernetes.Interface, error) { return f.client, nil },
+		Name:     "client",
+		Store:    f.store,
+		Template: func(pub crypto.PublicKey) csr.Request { return csr.NodeClient(node, pub) },
+		Client:   func(context.Context) (kubernetes.Interface, error) { return f.client, nil },
 		Recover: func(context.Context) (time.Duration, error) {
 			f.recovered.Add(1)
 			f.ca.storeCert(t, f.store, node, f.clk.Now(), 2*time.Minute)
@@ -109,7 +108,7 @@ func TestRotatesAtDeadlineWithoutLoop(t *testing.T) {
 	if cur.Leaf.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(old.Leaf.PublicKey) {
 		t.Error("renewed with the old key; want a new key by default")
 	}
-	if _, err := os.Stat(f.opts.TempKeyPath); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(f.store.PendingKeyPath()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temporary key left after success: %v", err)
 	}
 	if st := f.m.Status(); !st.Schedule.Deadline.After(f.clk.Now()) {
@@ -208,7 +207,7 @@ func TestDeniedDiscardsKeyAndRetries(t *testing.T) {
 	f.noRotation(t)
 	f.m.Trigger()
 	f.ev.wantFailed(t, FailDenied)
-	if _, err := os.Stat(f.opts.TempKeyPath); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(f.store.PendingKeyPath()); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temporary key of a denied CSR kept: %v", err)
 	}
 	f.noRotation(t)
@@ -267,22 +266,78 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestClassify: every Failure label, read from the typed errors of package
+// csr however deeply they are wrapped (a renewal's own, or those of a
+// recovery through bootstrap), from ErrNoCredentials and from the store.
 func TestClassify(t *testing.T) {
+	server := func(kind error) error {
+		return &csr.ServerError{Kind: kind, Server: "https://api", Op: "creating certificate signing request", Err: errors.New("x")}
+	}
+	recovering := func(err error) error {
+		return fmt.Errorf("recovering a certificate that is expired: %w", fmt.Errorf("bootstrap: %w", err))
+	}
+	timeout := &csr.TimeoutError{CSR: "node-csr-x", Signer: "kubernetes.io/kube-apiserver-client-kubelet", Waited: time.Hour}
+	unusable := &csr.CertificateError{CSR: "node-csr-x", Problem: csr.ProblemNames, Detail: "CN"}
 	for _, tc := range []struct {
+		name string
 		err  error
 		want Failure
 	}{
-		{errUnauthorized(), FailUnauthorized},
-		{&csr.OutcomeError{Name: "x", Kind: csr.ErrDenied}, FailDenied},
-		{&csr.OutcomeError{Name: "x", Kind: csr.ErrFailed}, FailFailed},
-		{&csr.OutcomeError{Name: "x", Kind: csr.ErrDeleted}, FailDeleted},
-		{&MismatchError{CSR: "x", Err: errors.New("CN")}, FailTemplate},
-		{fmt.Errorf("x: %w", ErrNoCredentials), FailNoCredentials},
-		{errors.New("dial tcp: connection refused"), FailUnreachable},
-		{fmt.Errorf("waiting: %w", context.DeadlineExceeded), FailTimeout},
+		{"unreachable", server(csr.ErrUnreachable), FailUnreachable},
+		{"server TLS verification", server(csr.ErrTLS), FailUnreachable},
+		{"unauthorized", server(csr.ErrUnauthorized), FailUnauthorized},
+		{"unauthorized at verify", fmt.Errorf("checking: %w", errUnauthorized()), FailUnauthorized},
+		{"forbidden", server(csr.ErrForbidden), FailForbidden},
+		{"denied", &csr.OutcomeError{Name: "x", Kind: csr.ErrDenied}, FailDenied},
+		{"failed", &csr.OutcomeError{Name: "x", Kind: csr.ErrFailed}, FailFailed},
+		{"deleted", &csr.OutcomeError{Name: "x", Kind: csr.ErrDeleted}, FailDeleted},
+		{"replaced", &csr.OutcomeError{Name: "x", Kind: csr.ErrReplaced}, FailDeleted},
+		{"conflict", &csr.ConflictError{Name: "x", Diffs: []string{"signer"}}, FailConflict},
+		{"timeout", timeout, FailTimeout},
+		{"recovery timed out", recovering(timeout), FailTimeout},
+		{"template mismatch", unusable, FailTemplate},
+		{"recovery issued an unusable certificate", recovering(unusable), FailTemplate},
+		{"recovery denied", recovering(&csr.OutcomeError{Name: "x", Kind: csr.ErrDenied}), FailDenied},
+		{"recovery unreachable", recovering(server(csr.ErrUnreachable)), FailUnreachable},
+		{"no credentials", fmt.Errorf("x: %w", ErrNoCredentials), FailNoCredentials},
+		{"store", storeError{errors.New("certstore: writing")}, FailStore},
+		{"untyped", errors.New("kubeconfig /x: no server"), FailOther},
+		{"bare deadline", fmt.Errorf("waiting: %w", context.DeadlineExceeded), FailOther},
 	} {
-		if got := classify(tc.err); got != tc.want {
-			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := classify(tc.err); got != tc.want {
+				t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRecoveryFailureLabels: a recovery that fails is labelled by what
+// failed inside it, and an unusable issued certificate also fires the
+// TemplateMismatch hook (both were "unreachable" and silent before).
+func TestRecoveryFailureLabels(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		err            error
+		want           Failure
+		wantMismatches int32
+	}{
+		{"bootstrap timed out", &csr.TimeoutError{CSR: "node-csr-x", Waited: time.Minute}, FailTimeout, 0},
+		{"bootstrap got an unusable certificate", &csr.CertificateError{CSR: "node-csr-x", Problem: csr.ProblemCA}, FailTemplate, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.opts.Recover = func(context.Context) (time.Duration, error) {
+				return 0, fmt.Errorf("bootstrap: %w", tc.err)
+			}
+			var mismatches atomic.Int32
+			f.opts.Hooks.TemplateMismatch = func(string) { mismatches.Add(1) }
+			f.start(t) // empty store: recovery at once
+			f.ev.wantFailed(t, tc.want)
+			waitSleeping(t, f.clk) // the backoff: the hooks of the attempt have run
+			if got := mismatches.Load(); got != tc.wantMismatches {
+				t.Errorf("TemplateMismatch fired %d times, want %d", got, tc.wantMismatches)
+			}
+		})
 	}
 }

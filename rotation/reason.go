@@ -1,11 +1,7 @@
 package rotation
 
 import (
-	"context"
 	"errors"
-	"fmt"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	"github.com/tlsboot/tlsboot/csr"
 )
@@ -40,9 +36,10 @@ func (r Reason) unusable() bool {
 // they are metric labels.
 type Failure string
 
-// Failures of a renewal attempt.
+// Failures of a renewal attempt, each read from the typed error that
+// package csr defines for it (see classify).
 const (
-	FailUnreachable   Failure = "unreachable"              // no answer from the API server
+	FailUnreachable   Failure = "unreachable"              // no answer from the API server, or its certificate failed TLS verification
 	FailUnauthorized  Failure = "unauthorized"             // 401
 	FailForbidden     Failure = "forbidden"                // 403
 	FailDenied        Failure = "denied"                   // the CSR was denied
@@ -50,74 +47,72 @@ const (
 	FailDeleted       Failure = "deleted"                  // the CSR was deleted or replaced while waiting
 	FailConflict      Failure = "conflict"                 // a CSR of our name asks for something else
 	FailTimeout       Failure = "timeout"                  // not issued within WaitTimeout
-	FailTemplate      Failure = "template_mismatch"        // the issued certificate is not what was asked
+	FailTemplate      Failure = "template_mismatch"        // the issued certificate is not what was asked, or unsafe
 	FailNoCredentials Failure = "no_bootstrap_credentials" // recovery needed, none available
-	FailStore         Failure = "store"                    // writing the certificate store failed
-	FailOther         Failure = "other"
+	FailStore         Failure = "store"                    // reading or writing the certificate store failed
+	FailOther         Failure = "other"                    // anything else (a request the server found invalid, a bad kubeconfig)
 )
 
 // ErrNoCredentials is wrapped by a Recover function that has no
 // credentials to recover with (no bootstrap kubeconfig).
 var ErrNoCredentials = errors.New("no bootstrap credentials")
 
-// MismatchError reports an issued certificate that does not satisfy the
-// request. It is never stored.
-type MismatchError struct {
-	CSR string // the CSR that issued it
-	Err error  // what differs, from csr.Check
-}
-
-func (e *MismatchError) Error() string {
-	return fmt.Sprintf("certificate signing request %s: the signer returned a certificate that does not match the request, not stored: %v", e.CSR, e.Err)
-}
-
-func (e *MismatchError) Unwrap() error { return e.Err }
-
-// storeError marks errors of the certificate store.
+// storeError marks errors of the Store.
 type storeError struct{ err error }
 
 func (e storeError) Error() string { return e.err.Error() }
 func (e storeError) Unwrap() error { return e.err }
 
-// classify maps a renewal error to its Failure.
+// classify maps the error of a renewal attempt, or of Verify, to its
+// Failure. It reads only the typed errors of package csr (which csrwait
+// and bootstrap return, wrapped or not), ErrNoCredentials and the Store's
+// failures; an error that is none of them is FailOther.
 func classify(err error) Failure {
-	var outcome *csr.OutcomeError
-	var conflict *csr.ConflictError
-	var mismatch *MismatchError
-	var store storeError
+	var (
+		outcome  *csr.OutcomeError
+		cert     *csr.CertificateError
+		conflict *csr.ConflictError
+		server   *csr.ServerError
+		timeout  *csr.TimeoutError
+		store    storeError
+	)
 	switch {
 	case errors.Is(err, ErrNoCredentials):
 		return FailNoCredentials
-	case errors.As(err, &mismatch):
+	case errors.As(err, &store):
+		return FailStore
+	case errors.As(err, &cert):
 		return FailTemplate
 	case errors.As(err, &conflict):
 		return FailConflict
 	case errors.As(err, &outcome):
-		return outcomeFailure(outcome)
-	case errors.As(err, &store):
-		return FailStore
-	case apierrors.IsUnauthorized(err):
-		return FailUnauthorized
-	case apierrors.IsForbidden(err):
-		return FailForbidden
-	case errors.Is(err, context.DeadlineExceeded):
+		return outcomeFailure(outcome.Kind)
+	case errors.As(err, &timeout):
 		return FailTimeout
-	case apierrors.IsInvalid(err) || apierrors.IsBadRequest(err):
-		return FailOther
+	case errors.As(err, &server):
+		return serverFailure(server.Kind)
 	}
-	var status apierrors.APIStatus
-	if errors.As(err, &status) && status.Status().Code < 500 {
-		return FailOther
-	}
-	return FailUnreachable
+	return FailOther
 }
 
-func outcomeFailure(o *csr.OutcomeError) Failure {
+func outcomeFailure(kind error) Failure {
 	switch {
-	case errors.Is(o.Kind, csr.ErrDenied):
+	case errors.Is(kind, csr.ErrDenied):
 		return FailDenied
-	case errors.Is(o.Kind, csr.ErrFailed):
+	case errors.Is(kind, csr.ErrFailed):
 		return FailFailed
 	}
-	return FailDeleted
+	return FailDeleted // csr.ErrDeleted, csr.ErrReplaced
+}
+
+func serverFailure(kind error) Failure {
+	switch {
+	case errors.Is(kind, csr.ErrUnauthorized):
+		return FailUnauthorized
+	case errors.Is(kind, csr.ErrForbidden):
+		return FailForbidden
+	}
+	// csr.ErrUnreachable, and csr.ErrTLS: the labels predate a TLS kind,
+	// and a server that cannot be verified is one that cannot be reached.
+	return FailUnreachable
 }

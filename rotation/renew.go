@@ -6,8 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
 	"time"
 
 	"k8s.io/client-go/kubernetes"
@@ -15,7 +13,6 @@ import (
 
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/csrwait"
-	"github.com/tlsboot/tlsboot/internal/atomicfile"
 )
 
 // progressInterval is how often a pending CSR is logged.
@@ -82,7 +79,7 @@ func (m *Manager) setRecovering(on bool) {
 
 func (m *Manager) rotated(ctx context.Context, reason Reason, issuance time.Duration, leaf *x509.Certificate) {
 	klog.FromContext(ctx).Info("Certificate rotated", "reason", reason, "path", m.opts.Store.CurrentPath(),
-		"notAfter", leaf.NotAfter.UTC().Format(time.RFC3339), "issuance", issuance.Round(time.Millisecond).String())
+		"not_after", leaf.NotAfter.UTC().Format(time.RFC3339), "issuance", issuance.Round(time.Millisecond).String())
 	if m.opts.Hooks.Rotated != nil {
 		m.opts.Hooks.Rotated(m.opts.Name, reason, issuance)
 	}
@@ -119,7 +116,7 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 	if err != nil {
 		return storeError{fmt.Errorf("storing the issued certificate: %w", err)}
 	}
-	m.removeTempKey(ctx)
+	m.dropPendingKey(ctx)
 	m.unauthorized = false
 	m.observe(ctx, cert, m.opts.Clock.Now())
 	m.rotated(ctx, reason, issuance, cert.Leaf)
@@ -144,20 +141,18 @@ func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name 
 		ProgressInterval: progressInterval,
 		Progress:         csrwait.LogProgress(logger),
 	})
-	switch {
-	case err != nil && ctx.Err() == nil && wctx.Err() != nil:
-		return nil, 0, fmt.Errorf("certificate signing request %s was not issued within %v: approve it with 'kubectl certificate approve %s' or check the signer of %s: %w",
-			obj.Name, limit.Round(time.Second), obj.Name, req.SignerName, context.DeadlineExceeded)
-	case err != nil:
+	if err != nil {
+		// A *csr.TimeoutError when limit passed: the CSR may still be
+		// issued, so the pending key stays to re-attach to it.
 		m.discardIfFinal(ctx, err)
 		return nil, 0, err
 	}
 	issuance := m.opts.Clock.Since(submitted)
-	if _, err := csr.Check(certPEM, key, req, m.opts.Clock.Now(), roots); err != nil {
+	if _, err := csr.CheckIssued(obj.Name, certPEM, key, req, m.opts.Clock.Now(), roots); err != nil {
 		// The next attempt must not re-attach to this CSR and get the
 		// same certificate again: a new key gives a new CSR name.
-		m.removeTempKey(ctx)
-		return nil, 0, &MismatchError{CSR: obj.Name, Err: err}
+		m.dropPendingKey(ctx)
+		return nil, 0, err
 	}
 	return certPEM, issuance, nil
 }
@@ -175,35 +170,38 @@ func (m *Manager) waitLimit() time.Duration {
 	return limit
 }
 
-// discardIfFinal drops the temporary key when its CSR can never be issued
-// (denied, failed, deleted, conflicting), so that the next attempt asks
-// again under a new name instead of finding the same dead CSR.
+// discardIfFinal drops the pending key when its CSR can never be issued
+// (denied, failed, deleted, replaced, conflicting), so that the next attempt
+// asks again under a new name instead of finding the same dead CSR.
 func (m *Manager) discardIfFinal(ctx context.Context, err error) {
 	var outcome *csr.OutcomeError
 	var conflict *csr.ConflictError
 	if errors.As(err, &outcome) || errors.As(err, &conflict) {
-		m.removeTempKey(ctx)
+		m.dropPendingKey(ctx)
 	}
 }
 
-func (m *Manager) removeTempKey(ctx context.Context) {
+// dropPendingKey removes the pending key; with ReuseKey there is none of
+// this Manager's to remove. A failure is logged, not returned: the renewal
+// it follows has its own outcome, and the next LoadPendingKey replaces a
+// stale key or reports an unsafe one.
+func (m *Manager) dropPendingKey(ctx context.Context) {
 	if m.opts.ReuseKey {
 		return
 	}
-	if err := os.Remove(m.opts.TempKeyPath); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		klog.FromContext(ctx).Info("Could not remove the temporary key; it will be replaced", "path", m.opts.TempKeyPath, "err", err)
+	if err := m.opts.Store.DropPendingKey(); err != nil {
+		klog.FromContext(ctx).Info("Could not remove the pending key", "path", m.opts.Store.PendingKeyPath(), "err", err)
 	}
 }
 
-// key returns the key to request with: the current one with ReuseKey,
-// else the temporary key, created if missing. A temporary key that is the
-// current certificate's (a crash after storing, before removing it) is
-// replaced: asking with it would re-attach to the CSR just used.
+// key returns the key to request with: the current one with ReuseKey, else
+// the store's pending key, created if missing (see Store.LoadPendingKey for
+// which existing key is used, replaced or refused).
 func (m *Manager) key(ctx context.Context) (crypto.Signer, []byte, error) {
-	cur, curErr := m.opts.Store.Current()
 	if m.opts.ReuseKey {
-		if curErr != nil {
-			return nil, nil, fmt.Errorf("reusing the current key: %w", curErr)
+		cur, err := m.opts.Store.Current()
+		if err != nil {
+			return nil, nil, fmt.Errorf("reusing the current key: %w", err)
 		}
 		signer, ok := cur.PrivateKey.(crypto.Signer)
 		if !ok {
@@ -212,39 +210,18 @@ func (m *Manager) key(ctx context.Context) (crypto.Signer, []byte, error) {
 		keyPEM, err := csr.MarshalPrivateKeyPEM(signer)
 		return signer, keyPEM, err
 	}
-	data, err := atomicfile.ReadPrivateFile(m.opts.TempKeyPath)
-	var unsafe *atomicfile.UnsafeFileError
-	switch {
-	case errors.As(err, &unsafe):
-		// A link, a FIFO, another user's file or one others can read:
-		// not ours to use, replace or remove.
-		return nil, nil, storeError{fmt.Errorf("temporary key: %w", err)}
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
-		return nil, nil, storeError{fmt.Errorf("reading temporary key: %w", err)}
-	case err == nil:
-		key, perr := csr.ParsePrivateKeyPEM(data)
-		stale := perr == nil && curErr == nil && publicEqual(key.Public(), cur.Leaf.PublicKey)
-		if perr == nil && !stale {
-			klog.FromContext(ctx).V(1).Info("Reusing the key of an unfinished renewal", "path", m.opts.TempKeyPath)
-			return key, data, nil
-		}
-		klog.FromContext(ctx).Info("Replacing an unusable or stale temporary key", "path", m.opts.TempKeyPath)
-	}
-	key, err := csr.GenerateKey(m.opts.KeyType)
+	key, keyPEM, created, replaced, err := m.opts.Store.LoadPendingKey(func() (crypto.Signer, error) {
+		return csr.GenerateKey(m.opts.KeyType)
+	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, storeError{err}
 	}
-	keyPEM, err := csr.MarshalPrivateKeyPEM(key)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := atomicfile.WriteFile(m.opts.TempKeyPath, keyPEM, 0o600); err != nil {
-		return nil, nil, storeError{fmt.Errorf("writing temporary key: %w", err)}
+	logger := klog.FromContext(ctx)
+	switch path := m.opts.Store.PendingKeyPath(); {
+	case replaced != "":
+		logger.Info("Replaced an unusable temporary key with a new one", "path", path, "reason", replaced)
+	case !created:
+		logger.V(1).Info("Reusing the key of an unfinished renewal", "path", path)
 	}
 	return key, keyPEM, nil
-}
-
-func publicEqual(a, b crypto.PublicKey) bool {
-	k, ok := a.(interface{ Equal(crypto.PublicKey) bool })
-	return ok && k.Equal(b)
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"syscall"
 	"time"
@@ -218,8 +217,4 @@ func openStore(dir, prefix string) (*certstore.Store, error) {
 		return nil, fmt.Errorf("certificate directory %s: %w", dir, err)
 	}
 	return s, nil
-}
-
-func tempKeyPath(dir, prefix string) string {
-	return filepath.Join(dir, prefix+".key.tmp")
 }

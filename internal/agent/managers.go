@@ -14,6 +14,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/csr"
@@ -28,11 +29,10 @@ import (
 func (a *agent) clientOptions(hooks rotation.Hooks) rotation.Options {
 	b := a.opts.Bootstrap
 	return rotation.Options{
-		Name:        "client",
-		Store:       a.client,
-		TempKeyPath: tempKeyPath(b.CertDir, b.CertPrefix),
-		KeyType:     b.KeyType,
-		ReuseKey:    a.opts.ReuseKey,
+		Name:     "client",
+		Store:    a.client,
+		KeyType:  b.KeyType,
+		ReuseKey: a.opts.ReuseKey,
 		Template: func(pub crypto.PublicKey) csr.Request {
 			r := csr.NodeClient(b.NodeName, pub)
 			r.Expiration = b.Expiration
@@ -65,11 +65,10 @@ func (a *agent) servingManager(hooks rotation.Hooks) (*rotation.Manager, error) 
 		dns = []string{a.opts.Hostname}
 	}
 	return rotation.New(rotation.Options{
-		Name:        "serving",
-		Store:       store,
-		TempKeyPath: tempKeyPath(b.CertDir, ServingPrefix),
-		KeyType:     b.KeyType,
-		ReuseKey:    a.opts.ReuseKey,
+		Name:     "serving",
+		Store:    store,
+		KeyType:  b.KeyType,
+		ReuseKey: a.opts.ReuseKey,
 		Template: func(pub crypto.PublicKey) csr.Request {
 			r := csr.NodeServing(b.NodeName, pub, dns, a.opts.NodeIPs)
 			r.Expiration = b.Expiration
@@ -89,6 +88,15 @@ func (a *agent) servingManager(hooks rotation.Hooks) (*rotation.Manager, error) 
 // with file paths client-go would start a goroutine to reload them every
 // few minutes, and the agent knows when they change.
 func (a *agent) nodeClient(context.Context) (kubernetes.Interface, error) {
+	cfg, err := a.nodeConfig()
+	if err != nil {
+		return nil, err
+	}
+	return kubernetes.NewForConfig(cfg)
+}
+
+// nodeConfig is the client config of nodeClient.
+func (a *agent) nodeConfig() (*rest.Config, error) {
 	cfg, err := kubeconfig.Load(a.opts.Bootstrap.KubeconfigPath)
 	if err != nil {
 		return nil, err
@@ -102,7 +110,7 @@ func (a *agent) nodeClient(context.Context) (kubernetes.Interface, error) {
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "tlsboot"
 	}
-	return kubernetes.NewForConfig(cfg)
+	return cfg, nil
 }
 
 // clusterRoots returns the CA of the node kubeconfig's cluster, which a
@@ -116,16 +124,21 @@ func (a *agent) clusterRoots() (*x509.CertPool, error) {
 }
 
 // verify asks the API server who the current certificate is; a 401 means
-// it is rejected.
+// it is rejected. Failures of the server are *csr.ServerError, as the
+// Manager expects.
 func (a *agent) verify(ctx context.Context) error {
-	client, err := a.nodeClient(ctx)
+	cfg, err := a.nodeConfig()
+	if err != nil {
+		return err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err = client.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authenticationv1.SelfSubjectReview{}, metav1.CreateOptions{})
-	return err
+	return csr.ClassifyServerError(err, cfg.Host, "verifying the client certificate with a SelfSubjectReview", "")
 }
 
 // kubeconfigUsesStore checks that the node kubeconfig loads and uses the

@@ -273,7 +273,7 @@ func leafOf(t *testing.T, path string) *x509.Certificate {
 	return leaf
 }
 
-var retryInRE = regexp.MustCompile(`failure="([a-z_]+)".*retryIn="([^"]+)"`)
+var retryInRE = regexp.MustCompile(`failure="([a-z_]+)".*retry_in="([^"]+)"`)
 
 // retryDelays returns the backoff the agent logged for each failure kind.
 func retryDelays(out, failure string) []time.Duration {
