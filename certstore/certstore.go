@@ -176,58 +176,81 @@ func (s *Store) Dir() string { return s.dir }
 
 // CurrentPath returns <dir>/<prefix>-current.pem, the path kubeconfigs and
 // the kubelet should point at. Dir is absolute.
-func (s *Store) CurrentPath() string {
-	return filepath.Join(s.dir, s.prefix+"-current.pem")
-}
+func (s *Store) CurrentPath() string { return CurrentPath(s.dir, s.prefix) }
+
+// CurrentPath is Store.CurrentPath for the store of prefix in dir, without
+// opening it (for tools that only look, like `tlsboot status`).
+func CurrentPath(dir, prefix string) string { return filepath.Join(dir, prefix+"-current.pem") }
+
+func legacyCert(dir, prefix string) string { return filepath.Join(dir, prefix+".crt") }
+func legacyKey(dir, prefix string) string  { return filepath.Join(dir, prefix+".key") }
 
 func (s *Store) updatedPath() string { return filepath.Join(s.dir, s.prefix+"-updated.pem") }
-func (s *Store) legacyCert() string  { return filepath.Join(s.dir, s.prefix+".crt") }
-func (s *Store) legacyKey() string   { return filepath.Join(s.dir, s.prefix+".key") }
 
 // Current returns the stored certificate with Leaf set. It reads
 // -current.pem, a symlink or a regular file, and, when that is absent or a
 // link to a deleted file, the legacy <prefix>.crt and <prefix>.key pair like
 // client-go. With neither it returns an error wrapping ErrNoCertificate; an
-// unreadable or corrupt pair gives an error naming the file.
+// unreadable or corrupt pair gives an error naming the file. Every file is
+// read with the limit of atomicfile.MaxReadSize. Current is safe for
+// concurrent use with every method of s.
 func (s *Store) Current() (*tls.Certificate, error) {
-	cur := s.CurrentPath()
+	cert, _, err := ReadCurrent(s.dir, s.prefix)
+	return cert, err
+}
+
+// ReadCurrent is Store.Current for the store of prefix in dir without
+// opening it: it creates, repairs and removes nothing, for tools that only
+// look (like `tlsboot status`). It also returns the file the certificate
+// was read from: <dir>/<prefix>-current.pem or the legacy <prefix>.crt.
+// Errors are those of Current; an invalid prefix is refused as Open
+// refuses it.
+func ReadCurrent(dir, prefix string) (cert *tls.Certificate, path string, err error) {
+	if err := (Options{Dir: dir, Prefix: prefix}).Validate(); err != nil {
+		return nil, "", err
+	}
+	cur := CurrentPath(dir, prefix)
 	data, err := atomicfile.ReadFile(cur)
 	if err == nil {
 		cert, err := parsePair(data, data)
 		if err != nil {
-			return nil, fmt.Errorf("certstore: %s: %w", cur, err)
+			return nil, "", fmt.Errorf("certstore: %s: %w", cur, err)
 		}
-		return cert, nil
+		return cert, cur, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("certstore: %w", err)
+		return nil, "", fmt.Errorf("certstore: %w", err)
 	}
 	missing := fmt.Sprintf("%s does not exist", cur)
 	if target, lerr := os.Readlink(cur); lerr == nil {
 		missing = fmt.Sprintf("%s points to missing %s", cur, target)
 	}
 
-	cert, err := s.readLegacy()
+	cert, err = readLegacy(dir, prefix)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("certstore: %s and no legacy pair %s, %s: %w", missing, s.legacyCert(), s.legacyKey(), ErrNoCertificate)
+		return nil, "", fmt.Errorf("certstore: %s and no legacy pair %s, %s: %w", missing, legacyCert(dir, prefix), legacyKey(dir, prefix), ErrNoCertificate)
 	}
-	return cert, err
+	if err != nil {
+		return nil, "", err
+	}
+	return cert, legacyCert(dir, prefix), nil
 }
 
 // readLegacy reads the kubelet's legacy pair. Like client-go it is used only
 // when both files exist; otherwise the error wraps os.ErrNotExist.
-func (s *Store) readLegacy() (*tls.Certificate, error) {
-	certPEM, err := atomicfile.ReadFile(s.legacyCert())
+func readLegacy(dir, prefix string) (*tls.Certificate, error) {
+	certPath, keyPath := legacyCert(dir, prefix), legacyKey(dir, prefix)
+	certPEM, err := atomicfile.ReadFile(certPath)
 	if err != nil {
 		return nil, fmt.Errorf("certstore: %w", err)
 	}
-	keyPEM, err := atomicfile.ReadFile(s.legacyKey())
+	keyPEM, err := atomicfile.ReadFile(keyPath)
 	if err != nil {
 		return nil, fmt.Errorf("certstore: %w", err)
 	}
 	cert, err := parsePair(certPEM, keyPEM)
 	if err != nil {
-		return nil, fmt.Errorf("certstore: %s, %s: %w", s.legacyCert(), s.legacyKey(), err)
+		return nil, fmt.Errorf("certstore: %s, %s: %w", certPath, keyPath, err)
 	}
 	return cert, nil
 }

@@ -721,3 +721,52 @@ func TestInterop(t *testing.T) {
 		checkCert(t, got, q)
 	})
 }
+
+// TestReadCurrent: the read-only twin of Current reads -current.pem or the
+// legacy pair, says which, and changes nothing, not even what Open would
+// repair.
+func TestReadCurrent(t *testing.T) {
+	ca := newIssuer(t)
+	p, q := ca.leaf(t, "ecdsa", "current"), ca.leaf(t, "rsa", "legacy")
+
+	t.Run("current", func(t *testing.T) {
+		dir := t.TempDir()
+		s := open(t, certstore.Options{Dir: dir})
+		update(t, s, p)
+		cert, path, err := certstore.ReadCurrent(dir, prefix)
+		if err != nil || path != s.CurrentPath() || path != certstore.CurrentPath(dir, prefix) {
+			t.Fatalf("ReadCurrent = %v, %q; want %s", err, path, s.CurrentPath())
+		}
+		checkCert(t, cert, p)
+	})
+	t.Run("legacy", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, prefix+".crt"), q.cert, 0o600)
+		writeFile(t, filepath.Join(dir, prefix+".key"), q.key, 0o600)
+		cert, path, err := certstore.ReadCurrent(dir, prefix)
+		if err != nil || path != filepath.Join(dir, prefix+".crt") {
+			t.Fatalf("ReadCurrent = %v, %q; want the legacy certificate", err, path)
+		}
+		checkCert(t, cert, q)
+	})
+	t.Run("dangling link is not repaired", func(t *testing.T) {
+		dir := t.TempDir()
+		writePairFile(t, dir, "2026-11-27-01-02-03", p)
+		symlink(t, filepath.Join(dir, prefix+"-2026-11-27-09-09-09.pem"), filepath.Join(dir, prefix+"-current.pem"))
+		before := dirNames(t, dir)
+		target, _ := os.Readlink(filepath.Join(dir, prefix+"-current.pem"))
+		_, _, err := certstore.ReadCurrent(dir, prefix)
+		if !errors.Is(err, certstore.ErrNoCertificate) || !strings.Contains(err.Error(), "points to missing") {
+			t.Errorf("ReadCurrent error = %v, want ErrNoCertificate naming the missing target", err)
+		}
+		after, _ := os.Readlink(filepath.Join(dir, prefix+"-current.pem"))
+		if !slices.Equal(before, dirNames(t, dir)) || after != target {
+			t.Error("ReadCurrent changed the directory")
+		}
+	})
+	t.Run("invalid prefix", func(t *testing.T) {
+		if _, _, err := certstore.ReadCurrent(t.TempDir(), "../x"); err == nil {
+			t.Error("ReadCurrent accepted a prefix with a separator")
+		}
+	})
+}

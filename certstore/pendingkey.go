@@ -17,8 +17,12 @@ import (
 
 // PendingKeyPath returns <dir>/<prefix>.key.tmp, the kubelet's name for the
 // key that waits for its certificate (see LoadPendingKey). Dir is absolute.
-func (s *Store) PendingKeyPath() string {
-	return filepath.Join(s.dir, s.prefix+".key.tmp")
+func (s *Store) PendingKeyPath() string { return PendingKeyPath(s.dir, s.prefix) }
+
+// PendingKeyPath is Store.PendingKeyPath for the store of prefix in dir,
+// without opening it (for tools that only look, like `tlsboot status`).
+func PendingKeyPath(dir, prefix string) string {
+	return filepath.Join(dir, prefix+".key.tmp")
 }
 
 // LoadPendingKey returns the pending key: the private key that waits for

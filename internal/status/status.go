@@ -5,7 +5,6 @@
 package status
 
 import (
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -15,7 +14,6 @@ import (
 	"time"
 
 	"github.com/tlsboot/tlsboot/certstore"
-	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 	"github.com/tlsboot/tlsboot/rotation"
 )
@@ -130,30 +128,34 @@ func (r *Report) Err() error {
 	return errors.New(msg)
 }
 
-// certificate inspects one prefix of the store without opening it (Open
-// would repair the directory; status only looks).
+// certificate inspects one prefix of the store through certstore's
+// read-only functions: Open would repair the directory; status only looks.
+// A legacy <prefix>.crt/.key pair is read as the store reads it, and Path
+// is then the legacy certificate.
 func certificate(dir, name, prefix string, opts Options) Certificate {
-	c := Certificate{Name: name, Path: filepath.Join(dir, prefix+"-current.pem")}
-	if _, err := os.Stat(filepath.Join(dir, prefix+".key.tmp")); err == nil {
-		c.PendingKey = filepath.Join(dir, prefix+".key.tmp")
+	current := certstore.CurrentPath(dir, prefix)
+	c := Certificate{Name: name, Path: current}
+	if pending := certstore.PendingKeyPath(dir, prefix); exists(pending) {
+		c.PendingKey = pending
 	}
-	c.StaleFiles = stale(dir, prefix, c.Path)
-	data, err := atomicfile.ReadFile(c.Path)
+	c.StaleFiles = stale(dir, prefix, current)
+	cert, path, err := certstore.ReadCurrent(dir, prefix)
 	switch {
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, certstore.ErrNoCertificate):
 		c.State = StateMissing
 		return c
 	case err != nil:
 		c.State, c.Error = StateUnreadable, err.Error()
 		return c
 	}
-	leaf, err := parse(data)
-	if err != nil {
-		c.State, c.Error = StateUnreadable, err.Error()
-		return c
-	}
-	describe(&c, leaf, opts)
+	c.Path = path
+	describe(&c, cert.Leaf, opts)
 	return c
+}
+
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 func describe(c *Certificate, leaf *x509.Certificate, opts Options) {
@@ -195,15 +197,6 @@ func stale(dir, prefix, current string) []string {
 		}
 	}
 	return out
-}
-
-// parse checks that data holds a certificate and its key, and returns the leaf.
-func parse(data []byte) (*x509.Certificate, error) {
-	pair, err := tls.X509KeyPair(data, data)
-	if err != nil {
-		return nil, err
-	}
-	return x509.ParseCertificate(pair.Certificate[0])
 }
 
 func kubeconfigReport(path, clientPath string, now time.Time) Kubeconfig {

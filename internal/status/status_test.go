@@ -61,6 +61,19 @@ func TestCollect(t *testing.T) {
 		{name: "garbage", setup: func(t *testing.T, dir string) {
 			os.WriteFile(filepath.Join(dir, "kubelet-client-current.pem"), []byte("garbage"), 0o600)
 		}, wantState: StateUnreadable, wantErr: "is unreadable"},
+		{name: "legacy pair, read as the store reads it", setup: func(t *testing.T, dir string) {
+			is := testpki.NewCA(t).Issue(t, testpki.Spec{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+			os.WriteFile(filepath.Join(dir, "kubelet-client.crt"), is.CertPEM, 0o600)
+			os.WriteFile(filepath.Join(dir, "kubelet-client.key"), is.KeyPEM, 0o600)
+		}, wantState: StateValid, check: func(t *testing.T, r *Report) {
+			if c := r.Client(); c.Path != filepath.Join(r.CertDir, "kubelet-client.crt") {
+				t.Errorf("path %q, want the legacy certificate", c.Path)
+			}
+		}},
+		{name: "legacy certificate without its key", setup: func(t *testing.T, dir string) {
+			is := testpki.NewCA(t).Issue(t, testpki.Spec{})
+			os.WriteFile(filepath.Join(dir, "kubelet-client.crt"), is.CertPEM, 0o600)
+		}, wantState: StateMissing, wantErr: "is missing"},
 		{name: "serving certificate too", setup: func(t *testing.T, dir string) {
 			store(t, dir, "kubelet-client", now.Add(-time.Hour), now.Add(time.Hour), now)
 			store(t, dir, "kubelet-server", now.Add(-time.Hour), now.Add(time.Hour), now)
