@@ -10,6 +10,7 @@
 //	<dir>/<prefix>-2006-01-02-15-04-05.pem   certificate chain PEM, then the private key PEM (mode 0600)
 //	<dir>/<prefix>-current.pem               symlink with an absolute target to the newest of them
 //	<dir>/<prefix>.crt, <dir>/<prefix>.key   legacy pair, read when -current.pem is absent
+//	<dir>/<prefix>.key.tmp                   pending key waiting for its certificate (LoadPendingKey)
 //
 // The timestamp is Options.Now formatted as "2006-01-02-15-04-05" in the
 // location Now returns (client-go uses local time). When a second name is
@@ -141,6 +142,10 @@ type Store struct {
 
 // Open validates opts, creates the directory if needed and repairs what an
 // interrupted update may have left behind (see recover.go for each case).
+// It refuses a directory its group or everyone can write to with an
+// *atomicfile.InsecureDirError and changes nothing in it. Errors name the
+// directory or file concerned. Open does not coordinate with other
+// processes; see Store.
 func Open(opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
@@ -171,7 +176,7 @@ func Open(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Dir is the store's (absolute) directory.
+// Dir is the store's directory, absolute.
 func (s *Store) Dir() string { return s.dir }
 
 // CurrentPath returns <dir>/<prefix>-current.pem, the path kubeconfigs and
@@ -257,7 +262,11 @@ func readLegacy(dir, prefix string) (*tls.Certificate, error) {
 
 // Update validates the pair, writes it to a new timestamped file, points
 // -current.pem at it and prunes old files. Invalid input is rejected before
-// anything is written. The returned certificate has Leaf set.
+// anything is written. The returned certificate has Leaf set and is what
+// Current returns from then on. Once Update returns nil the new pair is
+// durable (file and directory fsynced); on error -current.pem is as it was.
+// Concurrent Updates of one Store are serialised; a failed pruning does not
+// fail Update (see Options.OnPruneError).
 func (s *Store) Update(certPEM, keyPEM []byte) (*tls.Certificate, error) {
 	data, err := encodePair(certPEM, keyPEM)
 	if err != nil {
@@ -355,7 +364,7 @@ func (s *Store) pairName(ts string, n int) string {
 }
 
 // Files returns the absolute paths of the timestamped pair files, newest
-// first. Newest means latest timestamp in the name, then highest counter;
+// first, including the one -current.pem points at. Newest means latest timestamp in the name, then highest counter;
 // if the clock went backwards, that order follows the names, not the writes.
 func (s *Store) Files() ([]string, error) { return PairFiles(s.dir, s.prefix) }
 
@@ -462,18 +471,10 @@ func parseName(prefix, name string) (file, bool) {
 	return f, true
 }
 
-// ParsePair parses a PEM certificate chain (leaf first) and a PEM private
+// parsePair parses a PEM certificate chain (leaf first) and a PEM private
 // key. Every CERTIFICATE block must parse, the key must match the leaf, and
 // the result has Leaf set. Blocks of other types are ignored, so certPEM and
 // keyPEM may be the same combined file.
-func ParsePair(certPEM, keyPEM []byte) (*tls.Certificate, error) {
-	cert, err := parsePair(certPEM, keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("certstore: %w", err)
-	}
-	return cert, nil
-}
-
 func parsePair(certPEM, keyPEM []byte) (*tls.Certificate, error) {
 	certs, key, err := splitPEM(certPEM, keyPEM)
 	if err != nil {

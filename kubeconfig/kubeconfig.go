@@ -29,8 +29,12 @@ import (
 )
 
 // Load reads the kubeconfig at path and returns the REST config of its
-// current context. Errors name the file and what is wrong with it. The file
-// is read with a limit of atomicfile.MaxReadSize (1 MiB).
+// current context; relative file paths in it are resolved against its
+// directory. Errors are one line naming the file and what is wrong with it
+// (missing, too large, not a regular file, unparsable, no or undefined
+// current-context); a missing file's error says "does not exist". The file
+// is read once, with a limit of atomicfile.MaxReadSize (1 MiB). Load only
+// reads and is safe for concurrent use.
 func Load(path string) (*rest.Config, error) {
 	raw, err := loadRaw(path)
 	if err != nil {
@@ -88,7 +92,8 @@ func loadRaw(path string) (*clientcmdapi.Config, error) {
 
 // InsecureWarning returns the one-line warning for a kubeconfig whose
 // cluster skips TLS verification of the API server, or "" when it does
-// not. what names the file's role, e.g. "bootstrap kubeconfig".
+// not (or cfg is nil). what names the file's role, e.g. "bootstrap
+// kubeconfig". It is pure.
 func InsecureWarning(cfg *rest.Config, what, path string) string {
 	if cfg == nil || !cfg.Insecure {
 		return ""
@@ -98,7 +103,9 @@ func InsecureWarning(cfg *rest.Config, what, path string) string {
 
 // CAPool returns the certificate authorities cfg trusts for the API
 // server (CAData, else CAFile read with the size limit), or nil when it
-// names none (system roots, or insecure-skip-tls-verify).
+// names none (system roots, or insecure-skip-tls-verify). The error names
+// the CA file when it cannot be read, and says so when the data holds no
+// PEM certificate. It only reads and is safe for concurrent use.
 func CAPool(cfg *rest.Config) (*x509.CertPool, error) {
 	data := cfg.CAData
 	if len(data) == 0 && cfg.CAFile != "" {
@@ -210,7 +217,8 @@ func parseCertificates(data []byte) ([]*x509.Certificate, error) {
 
 // Node returns the kubeconfig of a node whose identity is the certificate
 // and key at pemPath, for the cluster cluster describes: its server, CA
-// (file or data) and insecure flag. Names follow the kubelet's.
+// (file or data), TLS server name and insecure flag. Names follow the
+// kubelet's. Nothing of cluster's credentials is copied. It is pure.
 func Node(cluster *rest.Config, pemPath string) *clientcmdapi.Config {
 	var caData []byte
 	if cluster.CAFile == "" {
@@ -240,8 +248,10 @@ func Node(cluster *rest.Config, pemPath string) *clientcmdapi.Config {
 // Write writes cfg to path atomically with mode 0600, creating the
 // directory with mode 0700 if it is missing and refusing (an
 // *atomicfile.InsecureDirError) a directory its group or everyone can
-// write to. File paths in cfg are made
-// absolute first, so the kubeconfig works from any working directory.
+// write to. File paths in cfg are made absolute first, so the kubeconfig
+// works from any working directory. An identical private file is left as
+// it is. On error the file at path is as it was. Two concurrent Writes of
+// one path leave one of the two contents, whole.
 func Write(path string, cfg *clientcmdapi.Config) error {
 	cfg = cfg.DeepCopy()
 	for _, c := range cfg.Clusters {
