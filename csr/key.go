@@ -1,13 +1,16 @@
-// Package csr builds what a node asks the API server for: it generates and
-// stores private keys, describes a request (signer, subject, usages, SANs),
-// derives the kubelet's deterministic CSR name, encodes the x509 request, and
-// creates a certificates.k8s.io/v1 CertificateSigningRequest or re-attaches
-// to the one a previous run left behind. It also checks a certificate that
-// came back against what was asked for.
+// Package csr describes what a node asks the API server for, and checks
+// what comes back, without talking to it (package csrwait does that): it
+// generates, parses and encodes private keys; describes a request (signer,
+// subject, usages, SANs, lifetime) and turns it into a certificates.k8s.io/v1
+// object; derives the kubelet's deterministic CSR name; decides whether an
+// existing CSR can be re-attached to; reads a CSR's outcome; and checks an
+// issued certificate before it is stored.
 //
-// Waiting for the signer lives in package csrwait; the typed outcomes that
-// both packages report (denied, failed, deleted) live here so that callers
-// branch on them with errors.Is and errors.As without importing both.
+// It also holds the one error vocabulary of tlsboot (see errors.go): the
+// typed errors that csrwait, bootstrap and rotation return, and that
+// messages, metric labels and retry decisions read with errors.Is and
+// errors.As. Everything here is pure and safe for concurrent use; it does
+// not import client-go, so the approver's policy can share it.
 package csr
 
 import (

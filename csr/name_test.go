@@ -92,7 +92,7 @@ func TestNameGolden(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pub := mustParseKey(t, tt.key).Public()
 			r := tt.req(pub)
-			got, err := Name(pub, r.Subject, r.Usages)
+			got, err := digestName(pub, r.Subject, r.Usages)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +143,7 @@ func TestNameMatchesReference(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := Name(tt.key.Public(), pkix.Name{CommonName: tt.cn, Organization: tt.orgs}, tt.usages)
+			got, err := digestName(tt.key.Public(), pkix.Name{CommonName: tt.cn, Organization: tt.orgs}, tt.usages)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -156,21 +156,21 @@ func TestNameMatchesReference(t *testing.T) {
 
 func TestNameSeparatesFields(t *testing.T) {
 	pub := mustParseKey(t, fixtureECKey).Public()
-	a, _ := Name(pub, pkix.Name{CommonName: "foo", Organization: []string{"bar"}}, nil)
-	b, _ := Name(pub, pkix.Name{CommonName: "foob", Organization: []string{"ar"}}, nil)
+	a, _ := digestName(pub, pkix.Name{CommonName: "foo", Organization: []string{"bar"}}, nil)
+	b, _ := digestName(pub, pkix.Name{CommonName: "foob", Organization: []string{"ar"}}, nil)
 	if a == b {
 		t.Errorf("CN foo/O bar and CN foob/O ar share the name %s", a)
 	}
 	// Usage order is part of the name, as in the kubelet.
-	c, _ := Name(pub, pkix.Name{CommonName: "x"}, []certificatesv1.KeyUsage{"client auth", "digital signature"})
-	d, _ := Name(pub, pkix.Name{CommonName: "x"}, []certificatesv1.KeyUsage{"digital signature", "client auth"})
+	c, _ := digestName(pub, pkix.Name{CommonName: "x"}, []certificatesv1.KeyUsage{"client auth", "digital signature"})
+	d, _ := digestName(pub, pkix.Name{CommonName: "x"}, []certificatesv1.KeyUsage{"digital signature", "client auth"})
 	if c == d {
 		t.Error("usage order does not change the name")
 	}
 }
 
 func TestNameRejectsUnknownKey(t *testing.T) {
-	if _, err := Name(struct{}{}, pkix.Name{CommonName: "x"}, nil); err == nil {
-		t.Error("Name(struct{}{}) succeeded, want error")
+	if _, err := digestName(struct{}{}, pkix.Name{CommonName: "x"}, nil); err == nil {
+		t.Error("digestName(struct{}{}) succeeded, want error")
 	}
 }

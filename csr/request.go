@@ -192,14 +192,8 @@ func (r Request) expirationSeconds() *int32 {
 	return &s
 }
 
-// Name returns the kubelet's deterministic CSR name for a public key, subject
-// and usages: "node-csr-" and the unpadded base64url SHA-512/256 digest of the
-// unpadded base64url encodings of the PKIX public key, the common name, each
-// organisation and each usage, each followed by '|'. The separator is outside
-// the base64url alphabet, so no two inputs produce the same stream. A node that
-// restarts with the same key therefore finds the CSR it created before, and
-// so does a kubelet that takes over from us.
-func Name(pub crypto.PublicKey, subject pkix.Name, usages []certificatesv1.KeyUsage) (string, error) {
+// digestName is Request.Name for a subject and usages.
+func digestName(pub crypto.PublicKey, subject pkix.Name, usages []certificatesv1.KeyUsage) (string, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return "", fmt.Errorf("deriving certificate signing request name: %w", err)
@@ -221,9 +215,16 @@ func Name(pub crypto.PublicKey, subject pkix.Name, usages []certificatesv1.KeyUs
 	return "node-csr-" + enc.EncodeToString(h.Sum(nil)), nil
 }
 
-// Name returns the deterministic CSR name of r for the public key pub.
+// Name returns the kubelet's deterministic CSR name for r with the public
+// key pub: "node-csr-" and the unpadded base64url SHA-512/256 digest of the
+// unpadded base64url encodings of the PKIX public key, the common name, each
+// organisation and each usage (in r's order), each followed by '|'. The
+// separator is outside the base64url alphabet, so no two inputs produce the
+// same stream. A node that restarts with the same key therefore finds the
+// CSR it created before, and so does a kubelet that takes over from us. It
+// fails only for a key type x509 cannot marshal.
 func (r Request) Name(pub crypto.PublicKey) (string, error) {
-	return Name(pub, r.Subject, r.Usages)
+	return digestName(pub, r.Subject, r.Usages)
 }
 
 // PEM returns r as a PEM "CERTIFICATE REQUEST" signed by key. Usages and

@@ -325,8 +325,9 @@ func (w *waiter) ended(ctx context.Context) error {
 	waited := time.Since(w.start)
 	if deadline, ok := ctx.Deadline(); ok {
 		// The deadline, not the moment we noticed it: the message then
-		// shows the caller's round timeout.
-		waited = deadline.Sub(w.start)
+		// shows the caller's round timeout. A deadline that had passed
+		// before the wait began means no wait at all.
+		waited = max(deadline.Sub(w.start), 0)
 	}
 	if waited >= time.Second {
 		waited = waited.Round(time.Second)
