@@ -23,6 +23,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -259,6 +260,7 @@ func testRequestContent(t *testing.T, adminClient, bootstrapClient kubernetes.In
 		{"keyCertSign", attackRequest{ext: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 15}, Critical: true, Value: certSign}}}, ""},
 		{"unknown critical extension", attackRequest{ext: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{5, 0}}}}, ""},
 		{"two common names", attackRequest{subject: twoCNs}, ""},
+		{"a certificate for ten years", attackRequest{expire: 10 * 365 * 24 * 3600}, approval.ReasonExpirationTooLong},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := createRawCSR(t, bootstrapClient, tc.req)
@@ -269,6 +271,15 @@ func testRequestContent(t *testing.T, adminClient, bootstrapClient kubernetes.In
 			assertNoCertificate(t, adminClient, name)
 		})
 	}
+	// A request whose self-signature does not verify never reaches the
+	// approver: the API server's validation refuses it (the approver's
+	// own check, R4, is defence in depth, tested in package approval).
+	t.Run("a tampered signature", func(t *testing.T) {
+		_, err := buildRawCSR(t, bootstrapClient, attackRequest{tamper: true})
+		if !apierrors.IsInvalid(err) {
+			t.Fatalf("creating a CSR with a tampered signature: %v, want the API server to refuse it as Invalid", err)
+		}
+	})
 }
 
 // testBoundedEcho: a request of 420 KB full of SANs (the old approver
@@ -331,11 +342,23 @@ type attackRequest struct {
 	ext     []pkix.Extension // extra extensions
 	subject pkix.RDNSequence // replaces the subject
 	dns     []string
+	expire  int32 // spec.expirationSeconds, when not 0
+	tamper  bool  // flip a bit of the request's signature
 }
 
 // createRawCSR creates the client CSR r describes with client, bypassing
-// every check of package csr.
+// every check of package csr, and returns its name.
 func createRawCSR(t *testing.T, client kubernetes.Interface, r attackRequest) string {
+	t.Helper()
+	name, err := buildRawCSR(t, client, r)
+	if err != nil {
+		t.Fatalf("creating the CSR: %v", err)
+	}
+	return name
+}
+
+// buildRawCSR is createRawCSR returning the API server's error.
+func buildRawCSR(t *testing.T, client kubernetes.Interface, r attackRequest) (string, error) {
 	t.Helper()
 	if r.node == "" {
 		r.node = uniqueNodeName("content")
@@ -362,6 +385,9 @@ func createRawCSR(t *testing.T, client kubernetes.Interface, r attackRequest) st
 	if err != nil {
 		t.Fatal(err)
 	}
+	if r.tamper {
+		der[len(der)-1] ^= 1 // the last byte of the signature
+	}
 	usages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}
 	if _, ok := r.key.(*rsa.PrivateKey); ok {
 		usages = append(usages, certificatesv1.UsageKeyEncipherment)
@@ -373,11 +399,14 @@ func createRawCSR(t *testing.T, client kubernetes.Interface, r attackRequest) st
 			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName, Usages: usages,
 		},
 	}
+	if r.expire != 0 {
+		obj.Spec.ExpirationSeconds = &r.expire
+	}
 	made, err := client.CertificatesV1().CertificateSigningRequests().Create(t.Context(), obj, metav1.CreateOptions{})
 	if err != nil {
-		t.Fatalf("creating the CSR: %v", err)
+		return "", err
 	}
-	return made.Name
+	return made.Name, nil
 }
 
 var attackSeq atomic.Int64
