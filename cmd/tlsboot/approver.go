@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/tlsboot/tlsboot/approval"
+	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/approver"
 	"github.com/tlsboot/tlsboot/internal/metrics"
 )
@@ -83,7 +85,7 @@ csrapproving controller off (--controllers=*,-csrapproving). See docs/approver.m
 func (f *approverFlags) register(cmd *cobra.Command) {
 	fs := cmd.Flags()
 	fs.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the approver's identity (default: in-cluster configuration)")
-	fs.StringSliceVar(&f.signers, "signers", []string{"kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving"}, "signers whose CSRs to decide")
+	fs.StringSliceVar(&f.signers, "signers", csr.NodeSigners(), "signers whose CSRs to decide")
 	fs.IntVar(&f.workers, "workers", approver.DefaultWorkers, "CSRs decided in parallel")
 	fs.BoolVar(&f.dryRun, "dry-run", false, "log the decision for each CSR and change nothing")
 	fs.DurationVar(&f.maxExpiration, "max-expiration", 365*24*time.Hour, "deny CSRs whose spec.expirationSeconds is longer (0: no limit)")
@@ -174,7 +176,17 @@ func (f *approverFlags) check() error {
 	case f.leaderElect && !(f.retryPeriod < f.renewDeadline && f.renewDeadline < f.leaseDuration):
 		return usageError{errors.New("leader election needs --leader-elect-retry-period < --leader-elect-renew-deadline < --leader-elect-lease-duration")}
 	}
-	supported := []string{"kubernetes.io/kube-apiserver-client-kubelet", "kubernetes.io/kubelet-serving"}
+	return nil
+}
+
+// checkSigners reports a --signers value that p does not decide.
+func (f *approverFlags) checkSigners(p *approval.Policy) error {
+	var supported []string // p.Signers() has one per recogniser
+	for _, s := range p.Signers() {
+		if !slices.Contains(supported, s) {
+			supported = append(supported, s)
+		}
+	}
 	for _, s := range f.signers {
 		if !slices.Contains(supported, s) {
 			return usageError{fmt.Errorf("--signers: %q is not supported: use %s", s, strings.Join(supported, ", "))}
@@ -213,6 +225,9 @@ func runApprover(ctx context.Context, f *approverFlags) error {
 	if err != nil {
 		return err
 	}
+	if err := f.checkSigners(policy); err != nil {
+		return err
+	}
 	client, eventClient, err := f.clients()
 	if err != nil {
 		return err
@@ -224,6 +239,10 @@ func runApprover(ctx context.Context, f *approverFlags) error {
 	m := metrics.NewApprover()
 	opts := f.controllerOptions(client, policy, m.Hooks())
 	opts.EventClient = eventClient
+	if err := opts.Validate(); err != nil {
+		listener.Close()
+		return invalidOptions(err)
+	}
 	ctrl, err := approver.New(opts)
 	if err != nil {
 		listener.Close()
@@ -233,7 +252,7 @@ func runApprover(ctx context.Context, f *approverFlags) error {
 	reg := metrics.NewRegistry()
 	reg.MustRegister(m)
 	logger := klog.FromContext(ctx)
-	if f.dnsRegex == "" && len(f.ipCIDRs) == 0 && slices.Contains(f.signers, "kubernetes.io/kubelet-serving") {
+	if f.dnsRegex == "" && len(f.ipCIDRs) == 0 && slices.Contains(f.signers, certificatesv1.KubeletServingSignerName) {
 		logger.Info("No serving scope: serving CSRs are left pending, each with one Event; set --allowed-ip-cidrs and/or --allowed-dns-regex to approve them")
 	}
 	logger.Info("Serving metrics and health", "address", listener.Addr().String())

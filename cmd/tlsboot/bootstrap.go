@@ -31,7 +31,7 @@ func (f *bootstrapFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.keyType, "key-type", string(csr.DefaultKeyType), "type of a new private key: "+joinKeyTypes())
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", time.Hour, "how long to wait for the certificate to be issued")
 	fs.DurationVar(&f.serverWait, "server-wait", time.Minute, "how long to wait for the API server to answer before trying anyway")
-	fs.DurationVar(&f.expiration, "expiration", 0, "requested certificate lifetime (spec.expirationSeconds, at least 10m; default: the signer's)")
+	fs.DurationVar(&f.expiration, "expiration", 0, fmt.Sprintf("requested certificate lifetime (spec.expirationSeconds, at least %v; default: the signer's)", csr.MinExpiration))
 }
 
 func joinKeyTypes() string {
@@ -59,11 +59,10 @@ func (f *bootstrapFlags) options() (bootstrap.Options, error) {
 	if err != nil {
 		return bootstrap.Options{}, usageError{fmt.Errorf("--key-type: %w", err)}
 	}
-	if f.expiration != 0 && f.expiration < 10*time.Minute {
-		return bootstrap.Options{}, usageError{fmt.Errorf("--expiration %v is too short: the API server requires at least 10m", f.expiration)}
-	}
-	if f.waitTimeout <= 0 || f.serverWait < 0 {
-		return bootstrap.Options{}, usageError{errors.New("--wait-timeout must be positive and --server-wait not negative")}
+	if f.waitTimeout == 0 {
+		// Zero would mean the library's default; on the command line it
+		// is more likely a mistake than a wish for one hour.
+		return bootstrap.Options{}, usageError{errors.New("--wait-timeout must be positive")}
 	}
 	node := f.nodeName
 	if node == "" {
@@ -73,7 +72,7 @@ func (f *bootstrapFlags) options() (bootstrap.Options, error) {
 		}
 		node = strings.ToLower(host)
 	}
-	return bootstrap.Options{
+	opts := bootstrap.Options{
 		KubeconfigPath:          f.kubeconfig,
 		BootstrapKubeconfigPath: f.bootstrapKubeconfig,
 		CertDir:                 f.certDir,
@@ -83,7 +82,21 @@ func (f *bootstrapFlags) options() (bootstrap.Options, error) {
 		WaitTimeout:             f.waitTimeout,
 		ServerWait:              f.serverWait,
 		Expiration:              f.expiration,
-	}, nil
+	}
+	if err := opts.Validate(); err != nil {
+		return bootstrap.Options{}, invalidOptions(err)
+	}
+	return opts, nil
+}
+
+// invalidOptions turns the error of a library's Validate into a usage
+// error, naming the flag when the error's type says which one it is.
+func invalidOptions(err error) error {
+	var exp *csr.ExpirationError
+	if errors.As(err, &exp) {
+		return usageError{fmt.Errorf("--expiration: %w", exp)}
+	}
+	return usageError{err}
 }
 
 func newBootstrapCommand() *cobra.Command {
@@ -109,13 +122,23 @@ Files are kubelet-compatible: <prefix>-<time>.pem, <prefix>-current.pem, <prefix
 			start := time.Now()
 			res, err := bootstrap.Run(cmd.Context(), opts)
 			if err != nil {
-				return interrupted(cmd.Context(), err, opts)
+				return explainFailure(interrupted(cmd.Context(), err, opts))
 			}
 			return printResult(cmd.OutOrStdout(), res, time.Since(start))
 		},
 	}
 	f.register(cmd)
 	return cmd
+}
+
+// explainFailure adds to a typed failure of the library what only the
+// command knows: its flags.
+func explainFailure(err error) error {
+	var timeout *csr.TimeoutError
+	if errors.As(err, &timeout) {
+		return fmt.Errorf("%w, or raise --wait-timeout", err)
+	}
+	return err
 }
 
 // interrupted replaces the error of a run stopped by a signal with what the

@@ -42,9 +42,6 @@ func (f *runFlags) options(b *bootstrapFlags) (agent.Options, error) {
 	if err != nil {
 		return agent.Options{}, err
 	}
-	if f.renewBefore < 0 {
-		return agent.Options{}, usageError{errors.New("--renew-before must not be negative")}
-	}
 	if !f.servingCert && (len(f.nodeIPs) > 0 || f.hostnameOverride != "") {
 		return agent.Options{}, usageError{errors.New("--node-ip and --hostname-override set the serving certificate's SANs: add --serving-cert")}
 	}
@@ -60,7 +57,7 @@ func (f *runFlags) options(b *bootstrapFlags) (agent.Options, error) {
 		}
 		host = strings.ToLower(h)
 	}
-	return agent.Options{
+	opts := agent.Options{
 		Bootstrap:      bopts,
 		RenewBefore:    f.renewBefore,
 		ReuseKey:       f.reuseKey,
@@ -69,7 +66,11 @@ func (f *runFlags) options(b *bootstrapFlags) (agent.Options, error) {
 		NodeIPs:        ips,
 		OnRotate:       f.onRotate,
 		MetricsAddress: f.metricsAddress,
-	}, nil
+	}
+	if err := opts.Validate(); err != nil {
+		return agent.Options{}, invalidOptions(err)
+	}
+	return opts, nil
 }
 
 func parseIPs(s []string) ([]net.IP, error) {

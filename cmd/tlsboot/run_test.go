@@ -15,7 +15,7 @@ func TestRunAndStatusUsageErrors(t *testing.T) {
 	}{
 		{append(base, "--node-ip", "10.0.0.1"), "add --serving-cert"},
 		{append(base, "--serving-cert", "--node-ip", "not-an-ip"), `--node-ip "not-an-ip" is not an IP address`},
-		{append(base, "--renew-before", "-1h"), "--renew-before must not be negative"},
+		{append(base, "--renew-before", "-1h"), "renew-before -1h0m0s must not be negative"},
 		{[]string{"run", "--kubeconfig", "k"}, "missing required flag"},
 		{[]string{"status", "--cert-dir", t.TempDir(), "-o", "yaml"}, `want text or json`},
 		{[]string{"status"}, "missing required flag --cert-dir"},
