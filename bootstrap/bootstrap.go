@@ -58,8 +58,8 @@ type Options struct {
 	// ServerWait is how long to wait for the API server's /healthz before
 	// trying anyway. Default 1m.
 	ServerWait time.Duration
-	// Expiration, if set, is asked for as spec.expirationSeconds (at least
-	// csr.MinExpiration).
+	// Expiration, if set, is asked for as spec.expirationSeconds; it must
+	// be within what the API server accepts (csr.CheckExpiration).
 	Expiration time.Duration
 	// ProgressInterval is how often the wait for issuance is logged.
 	// Default 30s.
@@ -113,7 +113,8 @@ func (o *Options) setDefaults() {
 }
 
 // Validate reports the first missing or invalid option, on one line that
-// names it. Run calls it after applying the defaults.
+// names it; an Expiration the API server would refuse is a
+// *csr.ExpirationError. Run calls it after applying the defaults.
 func (o Options) Validate() error {
 	switch {
 	case o.KubeconfigPath == "":
@@ -128,8 +129,9 @@ func (o Options) Validate() error {
 		return fmt.Errorf("certificate prefix %q must not contain a path separator", o.CertPrefix)
 	case o.WaitTimeout < 0 || o.ServerWait < 0:
 		return errors.New("timeouts must not be negative")
-	case o.Expiration != 0 && o.Expiration < csr.MinExpiration:
-		return fmt.Errorf("expiration %v is too short: the API server requires at least %v", o.Expiration, csr.MinExpiration)
+	}
+	if err := csr.CheckExpiration(o.Expiration); err != nil {
+		return err // a *csr.ExpirationError: the command names its flag
 	}
 	if errs := validation.IsDNS1123Subdomain(o.NodeName); len(errs) > 0 {
 		return fmt.Errorf("node name %q is not valid: %s", o.NodeName, errs[0])

@@ -36,6 +36,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"bad node name", func(o *Options) { o.NodeName = "Node_1" }, `node name "Node_1" is not valid`},
 		{"prefix with slash", func(o *Options) { o.CertPrefix = "a/b" }, "path separator"},
 		{"short expiration", func(o *Options) { o.Expiration = time.Minute }, "at least 10m"},
+		{"long expiration", func(o *Options) { o.Expiration = csr.MaxExpiration + time.Hour }, "too long"},
 		{"bad key type", func(o *Options) { o.KeyType = "dsa" }, "key type"},
 		{"negative timeout", func(o *Options) { o.WaitTimeout = -1 }, "must not be negative"},
 	}
