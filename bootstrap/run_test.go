@@ -4,8 +4,10 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	clocktesting "k8s.io/utils/clock/testing"
 
+	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/testpki"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 )
@@ -49,11 +52,10 @@ func fakeSigner(t *testing.T, client *fake.Clientset, ca *testpki.CA) {
 	})
 }
 
-// TestRunWithFakeServer: Run end to end against a fake clientset and a fake
-// clock: the certificate is requested for a new pending key, stored, the
-// kubeconfig points at it, and the pending key is gone.
-func TestRunWithFakeServer(t *testing.T) {
-	ca := testpki.NewCA(t)
+// fakeOptions returns Options for a node whose bootstrap kubeconfig trusts
+// ca, in a new directory, with client as the API client and a fake clock.
+func fakeOptions(t *testing.T, client *fake.Clientset, ca *testpki.CA) Options {
+	t.Helper()
 	dir := t.TempDir()
 	bootstrapPath := filepath.Join(dir, "bootstrap.conf")
 	if err := clientcmd.WriteToFile(clientcmdapi.Config{
@@ -64,9 +66,7 @@ func TestRunWithFakeServer(t *testing.T) {
 	}, bootstrapPath); err != nil {
 		t.Fatal(err)
 	}
-	client := fake.NewClientset()
-	fakeSigner(t, client, ca)
-	opts := Options{
+	return Options{
 		KubeconfigPath:          filepath.Join(dir, "kubelet.conf"),
 		BootstrapKubeconfigPath: bootstrapPath,
 		CertDir:                 filepath.Join(dir, "pki"),
@@ -74,6 +74,16 @@ func TestRunWithFakeServer(t *testing.T) {
 		Clock:                   clocktesting.NewFakeClock(time.Now()),
 		NewClient:               func(*rest.Config) (kubernetes.Interface, error) { return client, nil },
 	}
+}
+
+// TestRunWithFakeServer: Run end to end against a fake clientset and a fake
+// clock: the certificate is requested for a new pending key, stored, the
+// kubeconfig points at it, and the pending key is gone.
+func TestRunWithFakeServer(t *testing.T) {
+	ca := testpki.NewCA(t)
+	client := fake.NewClientset()
+	fakeSigner(t, client, ca)
+	opts := fakeOptions(t, client, ca)
 	res, err := Run(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
@@ -95,5 +105,38 @@ func TestRunWithFakeServer(t *testing.T) {
 	again, err := Run(context.Background(), opts)
 	if err != nil || again.Bootstrapped || len(client.Actions()) != 0 {
 		t.Errorf("second Run = %+v, %v with %d requests; want nothing to do", again, err, len(client.Actions()))
+	}
+}
+
+// TestRunWaitTimeout: a CSR nobody approves ends the run when WaitTimeout
+// has passed on the clock, with a *csr.TimeoutError naming the CSR; the
+// pending key stays for the next run and no kubeconfig is written.
+func TestRunWaitTimeout(t *testing.T) {
+	client := fake.NewClientset()
+	w := watch.NewFake() // never delivers an event
+	t.Cleanup(w.Stop)
+	client.PrependWatchReactor("certificatesigningrequests", func(k8stesting.Action) (bool, watch.Interface, error) {
+		return true, w, nil
+	})
+	opts := fakeOptions(t, client, testpki.NewCA(t))
+	opts.WaitTimeout = 10 * time.Minute
+	clk := opts.Clock.(*clocktesting.FakeClock)
+
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		_, err = Run(context.Background(), opts)
+	}()
+	drive(clk, 2, time.Minute, done) // the timeout and the progress ticker
+	var timeout *csr.TimeoutError
+	if !errors.As(err, &timeout) || timeout.CSR == "" || timeout.Waited != opts.WaitTimeout || !strings.Contains(err.Error(), timeout.CSR) {
+		t.Fatalf("Run error = %v, want a *csr.TimeoutError naming the CSR", err)
+	}
+	if _, err := os.Stat(filepath.Join(opts.CertDir, "kubelet-client.key.tmp")); err != nil {
+		t.Errorf("pending key not kept: %v", err)
+	}
+	if _, err := os.Stat(opts.KubeconfigPath); !os.IsNotExist(err) {
+		t.Errorf("kubeconfig written: %v", err)
 	}
 }

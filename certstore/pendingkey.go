@@ -62,9 +62,10 @@ func PendingKeyPath(dir, prefix string) string {
 // Other errors (reading, generate's own, writing) name the file; on error
 // the file is as it was.
 //
-// LoadPendingKey and DropPendingKey are serialised within the process, so
-// concurrent callers of one Store get the same key and generate runs once.
-// Two processes sharing the directory and prefix are not coordinated.
+// LoadPendingKey and DropPendingKey of one Store are serialised, so its
+// concurrent callers get the same key and generate runs once. Two Stores
+// (or processes) on the same directory and prefix are not coordinated:
+// give each pending key one owner at a time.
 // LoadPendingKey blocks on nothing but the file system and generate.
 func (s *Store) LoadPendingKey(generate func() (crypto.Signer, error)) (key crypto.Signer, keyPEM []byte, created bool, replaced string, err error) {
 	s.pendingMu.Lock()
