@@ -110,8 +110,9 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		tok, err := Parse(s)
 		if err != nil {
-			if strings.Contains(err.Error(), s) && len(s) > 0 {
-				t.Fatalf("error repeats the input: %v", err)
+			// The message never depends on the input, so it cannot leak it.
+			if _, want := Parse(""); err.Error() != want.Error() {
+				t.Fatalf("error depends on the input: %v", err)
 			}
 			return
 		}
