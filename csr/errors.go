@@ -192,12 +192,13 @@ type ServerError struct {
 
 func (e *ServerError) Error() string {
 	var b strings.Builder
-	if e.Op != "" {
-		b.WriteString(e.Op)
-		if e.CSR != "" {
-			b.WriteString(" " + e.CSR)
-		}
-		b.WriteString(": ")
+	switch {
+	case e.Op != "" && e.CSR != "":
+		fmt.Fprintf(&b, "%s %s: ", e.Op, e.CSR)
+	case e.Op != "":
+		b.WriteString(e.Op + ": ")
+	case e.CSR != "":
+		fmt.Fprintf(&b, "certificate signing request %s: ", e.CSR)
 	}
 	server := "the API server"
 	if e.Server != "" {

@@ -215,6 +215,8 @@ func TestServerErrorCallerContext(t *testing.T) {
 			"the API server at https://s rejected the credentials in /etc/kubernetes/bootstrap.conf (401 Unauthorized): the bootstrap token is invalid or expired; create a new one (for example 'kubeadm token create') and put it in that file"},
 		{ServerError{Kind: ErrTLS, Server: "https://s", Err: x509.UnknownAuthorityError{}, Kubeconfig: "/k"},
 			"TLS verification of the API server at https://s failed (its certificate is signed by an unknown authority): check the certificate-authority of the cluster in /k"},
+		{ServerError{Kind: ErrUnreachable, CSR: "n", Err: errors.New("EOF")},
+			"certificate signing request n: the API server did not answer (EOF): check that the API server is running and reachable from here"},
 		{ServerError{Kind: ErrUnauthorized, Err: errors.New("x"), Kubeconfig: "/k"},
 			"the API server rejected the credentials in /k (401 Unauthorized): they are invalid or expired; replace them in /k"},
 		{ServerError{Kind: ErrForbidden, Op: "watching certificate signing request", CSR: "n", Err: apierrors.NewForbidden(certificatesv1.Resource("certificatesigningrequests"), "n", errors.New("no")), Kubeconfig: "/k",
