@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -136,6 +137,7 @@ func setDefault(cmd *cobra.Command, name, value string, p *string, usage string)
 		return
 	}
 	*p, f.DefValue = value, value
+	f.Usage = strings.TrimSuffix(f.Usage, " (required)")
 	if usage != "" {
 		f.Usage = usage
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -117,6 +118,24 @@ func TestJoin(t *testing.T) {
 		}
 		if u := whoami(t, boot); !strings.HasPrefix(u.Username, "system:bootstrap:") {
 			t.Fatalf("bootstrap kubeconfig authenticates as %q", u.Username)
+		}
+	})
+
+	t.Run("join --run keeps running as the agent", func(t *testing.T) {
+		tok, err := c.CreateToken(t.Context(), testcluster.TokenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := newNode(t, c)
+		p := start(t, tlsbootBin, append([]string{"join", c.URL(), "--token", tok, "--discovery-token-ca-cert-hash", string(pin),
+			"--run", "--metrics-bind-address", "127.0.0.1:0"}, n.joinArgs()...)...)
+		waitOutput(t, p, `"Certificate in use"`)
+		if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+			t.Fatalf("node kubeconfig authenticates as %q", u.Username)
+		}
+		p.signal(t, syscall.SIGTERM)
+		if r := p.wait(t); r.code != 0 {
+			t.Fatalf("join --run after SIGTERM: %s", r)
 		}
 	})
 
