@@ -90,7 +90,11 @@ func (s *signer) watch(ctx context.Context, t *testing.T, client kubernetes.Inte
 			return
 		case ev := <-w.ResultChan():
 			if obj, ok := ev.Object.(*certificatesv1.CertificateSigningRequest); ok && ev.Type == watch.Added {
-				s.answer(ctx, t, client, obj)
+				// The fake clientset's watch hands out the object its
+				// tracker stores and lists to other readers: answer
+				// on a copy (writing the shared one was a data race
+				// that -race -count=20 caught).
+				s.answer(ctx, t, client, obj.DeepCopy())
 			}
 		}
 	}
