@@ -58,7 +58,7 @@ func checkNoSecret(t *testing.T, msg, input string) {
 
 func TestRedaction(t *testing.T) {
 	tok := Token{ID: "abcdef", Secret: "0123456789abcdef"}
-	for _, s := range []string{tok.String(), fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprintf("%v", &tok)} {
+	for _, s := range []string{tok.String(), fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok), fmt.Sprintf("%v", &tok), fmt.Sprintf("%v %+v", Spec{Token: tok}, &Spec{Token: tok})} {
 		if strings.Contains(s, tok.Secret) || !strings.Contains(s, "abcdef") {
 			t.Errorf("formatted token %q: want the ID and no secret", s)
 		}
