@@ -115,9 +115,9 @@ func (c *Controller) watchServiceCIDRs(ctx context.Context) error {
 	list, err := c.opts.Client.Discovery().ServerResourcesForGroupVersion(gv)
 	if err != nil && !apierrors.IsNotFound(err) {
 		// Discovery is flaky at times; the informer itself will tell.
-		logger.V(1).Info("Discovery failed; watching ServiceCIDRs anyway", "groupVersion", gv, "err", err)
+		logger.V(1).Info("Discovery failed; watching ServiceCIDRs anyway", "group_version", gv, "err", err)
 	} else if err != nil || !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == "servicecidrs" }) {
-		logger.Info("The API server does not serve ServiceCIDRs: only the configured service CIDRs and the kubernetes Service's ClusterIPs are known service addresses", "groupVersion", gv)
+		logger.Info("The API server does not serve ServiceCIDRs: only the configured service CIDRs and the kubernetes Service's ClusterIPs are known service addresses", "group_version", gv)
 		return nil
 	}
 	f := informers.NewSharedInformerFactory(c.opts.Client, 0)
