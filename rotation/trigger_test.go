@@ -61,3 +61,20 @@ func TestTriggerConcurrentWithShutdown(t *testing.T) {
 	wg.Wait()
 	f.ev.wantRotated(t, ReasonForced)
 }
+
+// TestTriggersCoalesce: Triggers that arrive before the loop acts on them,
+// here all before Run, ask for one renewal, not one each.
+func TestTriggersCoalesce(t *testing.T) {
+	f := newFixture(t)
+	f.ca.storeCert(t, f.store, node, f.clk.Now(), time.Hour)
+	m := f.newManager(t)
+	for range 3 {
+		m.Trigger()
+	}
+	f.start(t)
+	f.ev.wantRotated(t, ReasonForced)
+	f.noRotation(t)
+	if n := len(f.signer.seen()); n != 1 {
+		t.Errorf("%d CSRs for 3 Triggers before Run, want 1", n)
+	}
+}
