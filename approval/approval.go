@@ -303,35 +303,47 @@ type Options struct {
 	DenyOnTimeout bool
 }
 
-// Validate reports the first invalid option.
+// Validate reports the first invalid option as an *OptionError.
 func (o Options) Validate() error {
 	if o.MaxExpiration < 0 {
-		return errors.New("max expiration must not be negative")
+		return &OptionError{"MaxExpiration", errors.New("must not be negative")}
 	}
 	if o.MaxExpiration > 0 && o.MaxExpiration < csr.MinExpiration {
-		return fmt.Errorf("max expiration %s is shorter than the %s the API server requires of spec.expirationSeconds, so every CSR that sets it would be denied: use at least %s, or 0 for no limit",
-			o.MaxExpiration, csr.MinExpiration, csr.MinExpiration)
+		return &OptionError{"MaxExpiration", fmt.Errorf("%s is shorter than the %s the API server requires of spec.expirationSeconds, so every CSR that sets it would be denied: use at least %s, or 0 for no limit",
+			o.MaxExpiration, csr.MinExpiration, csr.MinExpiration)}
 	}
 	if o.PendingTimeout < 0 {
-		return errors.New("pending timeout must not be negative")
+		return &OptionError{"PendingTimeout", errors.New("must not be negative")}
 	}
 	for _, p := range o.AllowedIPs {
 		if !p.IsValid() {
-			return fmt.Errorf("allowed IP prefix %v is not valid", p)
+			return &OptionError{"AllowedIPs", fmt.Errorf("prefix %v is not valid", p)}
 		}
 	}
 	if o.AllowedDNSRegex != "" {
 		// Compiled alone first: a pattern such as "a)|(b" would otherwise
 		// escape the anchoring group below.
 		if _, err := regexp.Compile(o.AllowedDNSRegex); err != nil {
-			return fmt.Errorf("allowed DNS regex: %w", err)
+			return &OptionError{"AllowedDNSRegex", err}
 		}
 		if _, err := regexp.Compile(`^(?:` + o.AllowedDNSRegex + `)$`); err != nil {
-			return fmt.Errorf("allowed DNS regex: %w", err)
+			return &OptionError{"AllowedDNSRegex", err}
 		}
 	}
 	return nil
 }
+
+// OptionError reports an invalid field of Options. A command maps Option
+// to its own flag name; Error alone names the field.
+type OptionError struct {
+	Option string // the Options field, e.g. "MaxExpiration"
+	Err    error  // what is wrong with it
+}
+
+func (e *OptionError) Error() string { return "approval option " + e.Option + ": " + e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *OptionError) Unwrap() error { return e.Err }
 
 // Policy decides CSRs. It is immutable and safe for concurrent use.
 type Policy struct {

@@ -252,9 +252,21 @@ func TestNodeName(t *testing.T) {
 }
 
 func TestOptionsValidate(t *testing.T) {
-	for _, o := range []Options{{MaxExpiration: -1}, {MaxExpiration: 5 * time.Minute}, {PendingTimeout: -1}, {AllowedIPs: []netip.Prefix{{}}}, {AllowedDNSRegex: `a)|(b`}} {
-		if _, err := New(o); err == nil || strings.Contains(err.Error(), "\n") {
-			t.Errorf("New(%+v): %v, want a one-line error", o, err)
+	for _, tt := range []struct {
+		opts   Options
+		option string
+	}{
+		{Options{MaxExpiration: -1}, "MaxExpiration"},
+		{Options{MaxExpiration: 5 * time.Minute}, "MaxExpiration"},
+		{Options{PendingTimeout: -1}, "PendingTimeout"},
+		{Options{AllowedIPs: []netip.Prefix{{}}}, "AllowedIPs"},
+		{Options{AllowedDNSRegex: `(`}, "AllowedDNSRegex"},
+		{Options{AllowedDNSRegex: `a)|(b`}, "AllowedDNSRegex"},
+	} {
+		_, err := New(tt.opts)
+		var bad *OptionError
+		if !errors.As(err, &bad) || bad.Option != tt.option || strings.Contains(err.Error(), "\n") {
+			t.Errorf("New(%+v): %v, want a one-line *OptionError for %s", tt.opts, err, tt.option)
 		}
 	}
 }

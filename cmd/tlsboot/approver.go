@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -140,14 +139,7 @@ func (f *approverFlags) policy() (*approval.Policy, error) {
 		}
 		opts.ServiceCIDRs = append(opts.ServiceCIDRs, p.Masked())
 	}
-	if f.dnsRegex != "" {
-		// Compiled alone first: approval.New wraps it in ^(?:...)$, and a
-		// pattern such as "a)|(b" would otherwise escape the anchors.
-		if _, err := regexp.Compile(f.dnsRegex); err != nil {
-			return nil, usageError{fmt.Errorf("--allowed-dns-regex: %w", err)}
-		}
-		opts.AllowedDNSRegex = f.dnsRegex
-	}
+	opts.AllowedDNSRegex = f.dnsRegex
 	for _, s := range f.ipCIDRs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil {
@@ -156,10 +148,24 @@ func (f *approverFlags) policy() (*approval.Policy, error) {
 		opts.AllowedIPs = append(opts.AllowedIPs, p.Masked())
 	}
 	p, err := approval.New(opts)
+	var bad *approval.OptionError
+	if errors.As(err, &bad) {
+		if flag, ok := approvalFlags[bad.Option]; ok {
+			return nil, usageError{fmt.Errorf("%s: %w", flag, bad.Err)}
+		}
+	}
 	if err != nil {
 		return nil, usageError{err}
 	}
 	return p, nil
+}
+
+// approvalFlags names the flag of each approval.Options field that a flag sets.
+var approvalFlags = map[string]string{
+	"MaxExpiration":   "--max-expiration",
+	"PendingTimeout":  "--pending-timeout",
+	"AllowedIPs":      "--allowed-ip-cidrs",
+	"AllowedDNSRegex": "--allowed-dns-regex",
 }
 
 // check reports conflicting or out-of-range flags as usage errors.
@@ -300,6 +306,12 @@ func approverHint(reason string) string {
 		return "The serving scope is --allowed-dns-regex (DNS names; anchored) and --allowed-ip-cidrs (IP addresses); a kind of SAN without its flag is never approved"
 	case approval.ReasonNodeAlive:
 		return "To re-provision this node, delete its Node object first; a request left pending can also be decided by hand (kubectl certificate approve|deny)"
+	case approval.ReasonPendingTimeout:
+		return "How long a CSR may wait, and what happens then, are --pending-timeout and --pending-timeout-action"
+	case approval.ReasonExpirationTooLong:
+		return "The longest spec.expirationSeconds approved is --max-expiration"
+	case approval.ReasonSANReserved:
+		return "Service ranges come from the cluster's ServiceCIDR objects and --service-cidrs; names under .svc.<domain> use --cluster-domain"
 	}
 	return ""
 }

@@ -26,6 +26,8 @@ func TestApproverFlagErrors(t *testing.T) {
 		{[]string{"--cluster-domain", "Cluster_Local"}, `--cluster-domain "Cluster_Local"`},
 		{[]string{"--service-cidrs", "10.96.0.0"}, "--service-cidrs"},
 		{[]string{"--allowed-dns-regex", "a)|(b"}, "--allowed-dns-regex"},
+		{[]string{"--max-expiration", "5m"}, "--max-expiration: 5m0s is shorter than the 10m0s"},
+		{[]string{"--pending-timeout", "-1s"}, "--pending-timeout: must not be negative"},
 		{[]string{"extra"}, "unknown command"},
 	} {
 		err := run(t.Context(), append([]string{"approver"}, tc.args...), io.Discard, io.Discard)
@@ -61,6 +63,9 @@ func TestApproverHints(t *testing.T) {
 		approval.ReasonNoServingScope:       {"--allowed-ip-cidrs", "--allowed-dns-regex"},
 		approval.ReasonNodeAlive:            {"delete its Node object"},
 		approval.ReasonSANForbiddenByPolicy: {"--allowed-dns-regex", "--allowed-ip-cidrs"},
+		approval.ReasonPendingTimeout:       {"--pending-timeout", "--pending-timeout-action"},
+		approval.ReasonExpirationTooLong:    {"--max-expiration"},
+		approval.ReasonSANReserved:          {"--service-cidrs", "--cluster-domain"},
 		approval.ReasonAutoApproved:         nil,
 	} {
 		got := approverHint(reason)
