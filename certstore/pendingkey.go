@@ -2,16 +2,13 @@ package certstore
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 
+	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/atomicfile"
 )
 
@@ -81,7 +78,7 @@ func (s *Store) LoadPendingKey(generate func() (crypto.Signer, error)) (key cryp
 	if key, err = generate(); err != nil {
 		return nil, nil, false, "", fmt.Errorf("certstore: pending key %s: %w", path, err)
 	}
-	if keyPEM, err = marshalPrivateKey(key); err != nil {
+	if keyPEM, err = csr.MarshalPrivateKeyPEM(key); err != nil {
 		return nil, nil, false, "", fmt.Errorf("certstore: pending key %s: %w", path, err)
 	}
 	if err := atomicfile.WriteFile(path, keyPEM, 0o600); err != nil {
@@ -109,7 +106,7 @@ func (s *Store) readPendingKey(path string) (crypto.Signer, []byte, string, erro
 	case err != nil:
 		return nil, nil, "", fmt.Errorf("certstore: reading pending key: %w", err)
 	}
-	key, err := parsePrivateKey(data)
+	key, err := csr.ParsePrivateKeyPEM(data)
 	if err != nil {
 		return nil, nil, "does not parse as a private key: " + err.Error(), nil
 	}
@@ -142,73 +139,6 @@ func (s *Store) DropPendingKey() error {
 		return fmt.Errorf("certstore: removing pending key: %w", err)
 	}
 	return nil
-}
-
-// PEM block types of private keys, the ones client-go's keyutil reads and
-// writes.
-const (
-	blockEC    = "EC PRIVATE KEY"
-	blockRSA   = "RSA PRIVATE KEY"
-	blockPKCS8 = "PRIVATE KEY"
-)
-
-// parsePrivateKey returns the first private key block of data as an ECDSA
-// or RSA key, the kinds the kubelet reads. Other blocks are skipped.
-// Errors never contain key material.
-func parsePrivateKey(data []byte) (crypto.Signer, error) {
-	for n := 1; ; n++ {
-		var block *pem.Block
-		if block, data = pem.Decode(data); block == nil {
-			return nil, errors.New("no private key PEM block")
-		}
-		if block.Type != blockEC && block.Type != blockRSA && block.Type != blockPKCS8 {
-			continue
-		}
-		if _, ok := block.Headers["Proc-Type"]; ok {
-			return nil, fmt.Errorf("PEM block %d (%s) is encrypted", n, block.Type)
-		}
-		key, err := parseKeyBlock(block)
-		if err != nil {
-			return nil, fmt.Errorf("PEM block %d (%s): %w", n, block.Type, err)
-		}
-		return key, nil
-	}
-}
-
-func parseKeyBlock(block *pem.Block) (crypto.Signer, error) {
-	switch block.Type {
-	case blockEC:
-		return x509.ParseECPrivateKey(block.Bytes)
-	case blockRSA:
-		return x509.ParsePKCS1PrivateKey(block.Bytes)
-	}
-	key, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	switch key := key.(type) {
-	case *ecdsa.PrivateKey:
-		return key, nil
-	case *rsa.PrivateKey:
-		return key, nil
-	}
-	return nil, fmt.Errorf("key type %T is neither ECDSA nor RSA", key)
-}
-
-// marshalPrivateKey encodes key as client-go's keyutil does, so that the
-// kubelet reads what this package writes.
-func marshalPrivateKey(key crypto.Signer) ([]byte, error) {
-	switch key := key.(type) {
-	case *ecdsa.PrivateKey:
-		der, err := x509.MarshalECPrivateKey(key)
-		if err != nil {
-			return nil, fmt.Errorf("encoding ECDSA key: %w", err)
-		}
-		return pem.EncodeToMemory(&pem.Block{Type: blockEC, Bytes: der}), nil
-	case *rsa.PrivateKey:
-		return pem.EncodeToMemory(&pem.Block{Type: blockRSA, Bytes: x509.MarshalPKCS1PrivateKey(key)}), nil
-	}
-	return nil, fmt.Errorf("generated key type %T is neither ECDSA nor RSA", key)
 }
 
 func publicEqual(a, b crypto.PublicKey) bool {

@@ -137,7 +137,7 @@ func TestLoadPendingKey(t *testing.T) {
 		{name: "corrupt EC block", want: replaced, wantReason: "PEM block 1 (EC PRIVATE KEY)", setup: func(t *testing.T, s *certstore.Store, path string) {
 			writeFile(t, path, []byte("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n"), 0o600)
 		}},
-		{name: "Ed25519 key", want: replaced, wantReason: "neither ECDSA nor RSA", setup: func(t *testing.T, s *certstore.Store, path string) {
+		{name: "Ed25519 key", want: replaced, wantReason: "want ECDSA or RSA", setup: func(t *testing.T, s *certstore.Store, path string) {
 			writeFile(t, path, pemBlock("PRIVATE KEY", edPKCS8), 0o600)
 		}},
 		{name: "larger than the read limit", want: replaced, wantReason: "larger than 1024 KiB", setup: func(t *testing.T, s *certstore.Store, path string) {

@@ -44,7 +44,7 @@ func CheckIssued(name string, certPEM []byte, key crypto.Signer, r Request, now 
 // check runs the checks of Check in order and returns the leaf, or the
 // first problem and what exactly it is.
 func check(certPEM []byte, key crypto.Signer, r Request, now time.Time, roots *x509.CertPool) (*x509.Certificate, Problem, string) {
-	chain, err := certificates(certPEM)
+	chain, err := ParseCertificatesPEM(certPEM)
 	if err != nil {
 		return nil, ProblemParse, err.Error()
 	}
@@ -178,8 +178,11 @@ func extKeyUsageName(u x509.ExtKeyUsage) string {
 	return fmt.Sprintf("extended usage %d", u)
 }
 
-// certificates parses the CERTIFICATE blocks of data, leaf first.
-func certificates(data []byte) ([]*x509.Certificate, error) {
+// ParseCertificatesPEM parses every CERTIFICATE block of data, in order
+// (leaf first in a chain), skipping blocks of other types (a private key
+// sharing the file). It fails when a certificate does not parse or there is
+// none; errors never contain key material.
+func ParseCertificatesPEM(data []byte) ([]*x509.Certificate, error) {
 	var chain []*x509.Certificate
 	for {
 		var block *pem.Block

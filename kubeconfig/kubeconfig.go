@@ -12,7 +12,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -25,6 +24,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/internal/atomicfile"
 )
 
@@ -159,9 +159,9 @@ func checkClientCertificate(cfg *rest.Config, now time.Time) (*x509.Certificate,
 	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
 		return nil, fmt.Errorf("client certificate and key do not form a pair: %w", err)
 	}
-	certs, err := parseCertificates(certPEM)
+	certs, err := csr.ParseCertificatesPEM(certPEM)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("client certificate: %w", err)
 	}
 	for _, c := range certs {
 		if now.Before(c.NotBefore) {
@@ -190,29 +190,6 @@ func clientCredentials(cfg *rest.Config) (certPEM, keyPEM []byte, err error) {
 		return nil, nil, errors.New("no client certificate and key")
 	}
 	return certPEM, keyPEM, nil
-}
-
-func parseCertificates(data []byte) ([]*x509.Certificate, error) {
-	var certs []*x509.Certificate
-	for {
-		var block *pem.Block
-		block, data = pem.Decode(data)
-		if block == nil {
-			break
-		}
-		if block.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(block.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("parsing client certificate: %w", err)
-		}
-		certs = append(certs, c)
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("client certificate data holds no certificate")
-	}
-	return certs, nil
 }
 
 // Node returns the kubeconfig of a node whose identity is the certificate
