@@ -59,9 +59,10 @@ const (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
+	stopped := ctx.Err() != nil // by a signal: an error is then the stop itself
 	stop()
 	klog.Flush()
-	if err != nil {
+	if err != nil && !stopped {
 		fmt.Fprintln(os.Stderr, "agent: "+err.Error())
 		os.Exit(1)
 	}
