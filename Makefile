@@ -39,7 +39,7 @@ demo: controlplane build
 bench: controlplane build
 	$(GO) run ./bench/bootstrap -n 41 -out BENCHMARKS.md
 	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 60s -out BENCHMARKS.md
-	$(GO) run ./bench/approver -n 2000 -runs 1 -out BENCHMARKS.md
+	$(GO) run ./bench/approver -n 2000 -runs 3 -out BENCHMARKS.md
 
 ## fuzz: run each fuzz target for $(FUZZTIME)
 fuzz:
