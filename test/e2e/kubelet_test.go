@@ -5,11 +5,15 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -271,5 +275,79 @@ func TestKubeletLiveNode(t *testing.T) {
 	}
 	if u := whoami(t, back.kubeconfig); u.Username != "system:node:"+name {
 		t.Errorf("re-bootstrapped identity %q, want system:node:%s", u.Username, name)
+	}
+}
+
+// TestKubeletSharesTlsbootRunIdentity: `tlsboot run` owns the node's client
+// identity and a kubelet with its own rotation off and no bootstrap
+// kubeconfig uses the same kubeconfig and cert dir. After a rotation
+// (SIGHUP) the kubelet picks up the new certificate by itself: client-go
+// re-reads the kubeconfig's certificate files at every new TLS connection
+// and at least every 5 minutes, and closes its connections when they
+// changed. No --on-rotate restart is needed, and the kubelet heartbeats
+// throughout. This is the setup the operator guide documents.
+//
+// It waits for client-go's 5-minute re-read, idle; it runs in parallel
+// with the other parallel tests so that the wait costs little wall time.
+func TestKubeletSharesTlsbootRunIdentity(t *testing.T) {
+	needRoot(t)
+	t.Parallel()
+	c := cluster(t, "auto") // 1-hour certificates
+	client := admin(t, c)
+	n := newNode(t, c)
+
+	// Without bootstrap credentials, a kubelet started before the agent
+	// wrote the kubeconfig exits (systemd restarts it) instead of
+	// bootstrapping an identity of its own.
+	early := c.StartKubelet(t, n.name, testcluster.KubeletOptions{Kubeconfig: n.kubeconfig, CertDir: n.certDir, NoBootstrap: true})
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		done, _ := early.Exited()
+		return done, nil
+	})
+	if err != nil || !early.LogContains("invalid kubeconfig") {
+		t.Fatalf("a kubelet without its kubeconfig and bootstrap credentials did not exit saying so (%v)", err)
+	}
+
+	a := startAgent(t, n)
+	a.awaitReady(t, http.StatusOK)
+	current := filepath.Join(n.certDir, "kubelet-client-current.pem")
+	first := leafOf(t, current)
+
+	start := time.Now()
+	k := c.StartKubelet(t, n.name, testcluster.KubeletOptions{Kubeconfig: n.kubeconfig, CertDir: n.certDir, NoBootstrap: true})
+	heartbeats(t, k, start)
+
+	a.signal(t, syscall.SIGHUP)
+	a.awaitMetric(t, rotations("client", "forced"), 1, time.Minute)
+	if leafOf(t, current).SerialNumber.Cmp(first.SerialNumber) == 0 {
+		t.Fatal("SIGHUP did not rotate the client certificate")
+	}
+	// Until the kubelet switches, and once after, its Lease must never be
+	// older than its 40s duration (nodeLeaseDurationSeconds; the node
+	// lifecycle controller's grace): no heartbeat is missed.
+	const leaseDuration = 40 * time.Second
+	const rotated = "Certificate rotation detected, shutting down client connections to start using new credentials"
+	var switched time.Time
+	err = wait.PollUntilContextTimeout(t.Context(), time.Second, 7*time.Minute, true, func(ctx context.Context) (bool, error) {
+		if done, state := k.Exited(); done {
+			return false, fmt.Errorf("kubelet exited (%s)", state)
+		}
+		lease, err := client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, n.name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		if age := time.Since(lease.Spec.RenewTime.Time); age > leaseDuration {
+			return false, fmt.Errorf("the kubelet's Lease is %s old, past its %s duration: heartbeats were missed", age.Round(time.Second), leaseDuration)
+		}
+		if switched.IsZero() && k.LogContains(rotated) {
+			switched = time.Now()
+		}
+		return !switched.IsZero() && lease.Spec.RenewTime.After(switched), nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for the kubelet to use the rotated certificate and heartbeat with it: %v", err)
+	}
+	if got := csrsBySigner(t, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName); len(got) != 2 {
+		t.Errorf("%d client CSRs for %s, want 2 (tlsboot's bootstrap and renewal; none from the kubelet)", len(got), n.name)
 	}
 }
