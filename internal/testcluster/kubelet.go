@@ -49,10 +49,12 @@ type KubeletOptions struct {
 
 // Kubelet is a real kubelet, built by `make controlplane`, registered as a
 // Node of a Cluster. It runs as root in its own mount namespace with
-// private, empty /var/lib and /var/log, so that nothing it mounts or
-// creates there (its root dir bind mount, device-plugins/kubelet.sock,
-// /var/log/containers) outlives it or meets another kubelet. A fake-cri
-// process serves it an in-memory container runtime; no container runs.
+// private propagation, so its mounts (it bind-mounts its root dir onto
+// itself) end with it, and over empty tmpfs /var/lib and /var/log, so what
+// it always creates there (device-plugins/kubelet.sock,
+// /var/log/containers) neither outlives it nor meets another kubelet's. A
+// fake-cri process serves it an in-memory container runtime; no container
+// runs.
 //
 // Its methods are not safe for concurrent use.
 type Kubelet struct {
@@ -306,8 +308,9 @@ func (k *Kubelet) LogContains(s string) bool {
 }
 
 // WaitRegistered waits until the kubelet's Node exists and its Lease in
-// kube-node-lease has been renewed after since. It fails early when the
-// kubelet exits.
+// kube-node-lease has been renewed after since, and returns both. It
+// returns an error at once when the kubelet exits, and one wrapping
+// ctx's error when ctx ends first.
 func (k *Kubelet) WaitRegistered(ctx context.Context, since time.Time) (*corev1.Node, *coordinationv1.Lease, error) {
 	client, err := k.c.AdminClient()
 	if err != nil {
