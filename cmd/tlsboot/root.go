@@ -68,6 +68,9 @@ Commands:
 		root.PersistentFlags().AddGoFlag(klogFlags.Lookup(name))
 	}
 	root.AddCommand(newVersionCommand(), newBootstrapCommand(), newRunCommand(), newStatusCommand(), newApproverCommand())
+	root.AddCommand(newSetupCommand())
+	root.AddCommand(newTokenCommand())
+	root.AddCommand(newJoinCommand())
 	return root
 }
 
