@@ -36,8 +36,11 @@ the way the kubelet does, and keeps that identity valid.
 Commands:
   approver    approve or deny node client and serving CSRs (a controller for the cluster)
   bootstrap   request a node client certificate once and write a kubeconfig that uses it
+  join        discover the cluster from an address, a bootstrap token and a CA pin, then bootstrap
   run         keep the node's certificates valid: bootstrap, rotate, recover (the agent)
+  setup       prepare a cluster for token discovery and TLS bootstrapping (idempotent)
   status      explain the node's certificates and kubeconfig (offline)
+  token       create, list and delete bootstrap tokens (kubeadm's format)
   version     print the version`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
