@@ -17,8 +17,9 @@ all: build
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tlsboot ./cmd/tlsboot
 
-## controlplane: etcd, kube-apiserver, kube-controller-manager (and the upstream
-## kubelet-bootstrap peer) built from hack/controlplane into $(TLSBOOT_CONTROLPLANE_BIN)
+## controlplane: etcd, kube-apiserver, kube-controller-manager, the kubelet and
+## fake-cri (and the upstream kubelet-bootstrap and kubelet-agent peers) built from
+## hack/controlplane into $(TLSBOOT_CONTROLPLANE_BIN)
 controlplane:
 	hack/controlplane/build.sh
 
