@@ -9,7 +9,8 @@ import (
 	tokenutil "k8s.io/cluster-bootstrap/token/util"
 )
 
-// A bound token may only ever become one node. The binding travels in the
+// A bound token is meant to become only one node (once an approver enforces
+// the binding: tlsboot approver does not yet). The binding travels in the
 // token's auth-extra-groups, because that is the one place the API server
 // copies from the Secret into the requester's identity, and so into a CSR's
 // spec.groups, which an approver can trust without reading Secrets.
