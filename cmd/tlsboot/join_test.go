@@ -3,17 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"io"
 	"log"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -21,29 +14,15 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cluster-bootstrap/token/jws"
 
 	"github.com/tlsboot/tlsboot/discovery"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 )
 
 const testToken = "abcdef.0123456789abcdef"
-
-// runF runs the tlsboot command line with join, token and setup
-// registered (they are once root.go lists them).
-func runF(ctx context.Context, args []string, stdout, stderr *bytes.Buffer) error {
-	root := newRootCommand(stdout, stderr)
-	for _, c := range []*cobra.Command{newJoinCommand(), newTokenCommand(), newSetupCommand()} {
-		if found, _, err := root.Find([]string{c.Name()}); err != nil || found == root {
-			root.AddCommand(c)
-		}
-	}
-	root.SetArgs(args)
-	return root.ExecuteContext(ctx)
-}
 
 func TestJoinBadInput(t *testing.T) {
 	dir := t.TempDir()
@@ -70,7 +49,7 @@ func TestJoinBadInput(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			err := runF(t.Context(), tc.args, &stdout, &stderr)
+			err := run(t.Context(), tc.args, &stdout, &stderr)
 			if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("join = %v (exit %d), want exit 2 and %q", err, exitCode(err), tc.want)
 			}
@@ -110,12 +89,8 @@ func checkQuiet(t *testing.T, err error, outs ...*bytes.Buffer) {
 // Any other request calls other, then gets 401.
 func fakeCluster(t *testing.T, other func()) (srv *httptest.Server, pin discovery.Pin) {
 	t.Helper()
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "evil"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &key.PublicKey, key)
-	ca, _ := x509.ParseCertificate(caDER)
-	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	leafDER, _ := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, key)
+	ca := testpki.NewCA(t)
+	leaf := ca.Issue(t, testpki.Spec{IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
 	var content string
 	srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/v1/namespaces/kube-public/configmaps/cluster-info" {
@@ -126,17 +101,16 @@ func fakeCluster(t *testing.T, other func()) (srv *httptest.Server, pin discover
 		sig, _ := jws.ComputeDetachedSignature(content, "abcdef", "0123456789abcdef")
 		json.NewEncoder(w).Encode(corev1.ConfigMap{Data: map[string]string{"kubeconfig": content, "jws-kubeconfig-abcdef": sig}})
 	}))
-	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}}}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leaf.Cert.Raw}, PrivateKey: leaf.Key}}}
 	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	b, err := clusterInfoKubeconfig(srv.URL, caPEM)
+	b, err := clusterInfoKubeconfig(srv.URL, ca.PEM())
 	if err != nil {
 		t.Fatal(err)
 	}
 	content = string(b)
-	return srv, discovery.PinOf(ca)
+	return srv, discovery.PinOf(ca.Cert)
 }
 
 // TestJoinManInTheMiddle: join with the real cluster's pin refuses a
@@ -159,7 +133,7 @@ func TestJoinManInTheMiddle(t *testing.T) {
 			"--server-wait", "1ms", "--wait-timeout", "1m"}, extra...)
 	}
 	var stdout, stderr bytes.Buffer
-	err := runF(ctx, args("--discovery-token-ca-cert-hash", realPin), &stdout, &stderr)
+	err := run(ctx, args("--discovery-token-ca-cert-hash", realPin), &stdout, &stderr)
 	if err == nil || exitCode(err) != 1 || !strings.Contains(err.Error(), string(evilPin)) || !strings.Contains(err.Error(), "matches no --discovery-token-ca-cert-hash") {
 		t.Fatalf("join with the real pin: %v (exit %d)", err, exitCode(err))
 	}
@@ -170,7 +144,7 @@ func TestJoinManInTheMiddle(t *testing.T) {
 
 	stdout.Reset()
 	stderr.Reset()
-	err = runF(ctx, args("--discovery-token-unsafe-skip-ca-verification"), &stdout, &stderr)
+	err = run(ctx, args("--discovery-token-unsafe-skip-ca-verification"), &stdout, &stderr)
 	if !strings.Contains(stderr.String(), "WARNING: CA verification skipped") || !strings.Contains(stderr.String(), string(evilPin)) {
 		t.Fatalf("no warning in stderr %q", stderr.String())
 	}

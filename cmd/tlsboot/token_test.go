@@ -114,7 +114,7 @@ func TestTokenUsageErrors(t *testing.T) {
 		{[]string{"setup", "extra"}, "takes no arguments"},
 	} {
 		var stdout, stderr bytes.Buffer
-		err := runF(t.Context(), tc.args, &stdout, &stderr)
+		err := run(t.Context(), tc.args, &stdout, &stderr)
 		if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: %v (exit %d), want usage error %q", tc.args, err, exitCode(err), tc.want)
 		}
