@@ -38,6 +38,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -243,7 +244,7 @@ func parseKubeconfig(server, content string) (string, []*x509.Certificate, error
 	}
 	u, err := url.Parse(cluster.Server)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return bad("names server %q, not an https URL", cluster.Server)
+		return bad("names server %q, not an https URL", bounded(cluster.Server))
 	}
 	var certs []*x509.Certificate
 	rest := bytes.TrimSpace(cluster.CertificateAuthorityData)
@@ -286,12 +287,39 @@ func pinned(server string, certs []*x509.Certificate, pins []Pin) ([]*x509.Certi
 	return out, nil
 }
 
+// pinList lists the pins of certs, at most maxPins of them: the list comes
+// from the server, and a message repeats only a bounded part of it.
 func pinList(certs []*x509.Certificate) string {
 	var s []string
-	for _, c := range certs {
+	for i, c := range certs {
+		if i == maxPins {
+			s = append(s, fmt.Sprintf("and %d more", len(certs)-maxPins))
+			break
+		}
 		s = append(s, string(PinOf(c)))
 	}
 	return strings.Join(s, ", ")
 }
 
-func oneLine(err error) string { return strings.Join(strings.Fields(err.Error()), " ") }
+// oneLine is err's text on one line, bounded: parse errors may quote what
+// the server sent.
+func oneLine(err error) string { return bounded(strings.Join(strings.Fields(err.Error()), " ")) }
+
+// Bounds of what a message repeats from the server's answer.
+const (
+	maxEcho = 256
+	maxPins = 5
+)
+
+// bounded cuts s, taken from the server's answer, to maxEcho bytes, saying
+// how much was left out.
+func bounded(s string) string {
+	if len(s) <= maxEcho {
+		return s
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(%d more bytes)", s[:cut], len(s)-cut)
+}
