@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
@@ -207,28 +208,37 @@ const (
 // broken one would (see forgery).
 func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, name string, how forgery) {
 	t.Helper()
-	obj, err := client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
+	csrs := client.CertificatesV1().CertificateSigningRequests()
+	// The approver may write the CSR between the read and the update (the
+	// approval is a write too), so a conflict means read again and sign again.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		obj, err := csrs.Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		block, _ := pem.Decode(obj.Spec.Request)
+		if block == nil {
+			return fmt.Errorf("CSR %s has no PEM request", name)
+		}
+		req, err := x509.ParseCertificateRequest(block.Bytes)
+		if err != nil {
+			return err
+		}
+		spec := testpki.Spec{Key: req.PublicKey, Subject: req.Subject, NotBefore: time.Now().Add(-5 * time.Minute), Lifetime: time.Hour,
+			DNSNames: req.DNSNames, IPs: req.IPAddresses}
+		switch how {
+		case dropSANs:
+			spec.DNSNames, spec.IPs = nil, nil
+		case otherKey:
+			spec.Key = testpki.Key(t, "ecdsa").Public()
+		case otherSubject:
+			spec.Subject = testpki.Node("someone-else")
+		}
+		obj.Status.Certificate = testpki.LoadCA(t, c.CAFile(), c.CAKeyFile()).Issue(t, spec).CertPEM
+		_, err = csrs.UpdateStatus(t.Context(), obj, metav1.UpdateOptions{})
+		return err
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	block, _ := pem.Decode(obj.Spec.Request)
-	req, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spec := testpki.Spec{Key: req.PublicKey, Subject: req.Subject, NotBefore: time.Now().Add(-5 * time.Minute), Lifetime: time.Hour,
-		DNSNames: req.DNSNames, IPs: req.IPAddresses}
-	switch how {
-	case dropSANs:
-		spec.DNSNames, spec.IPs = nil, nil
-	case otherKey:
-		spec.Key = testpki.Key(t, "ecdsa").Public()
-	case otherSubject:
-		spec.Subject = testpki.Node("someone-else")
-	}
-	is := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile()).Issue(t, spec)
-	obj.Status.Certificate = is.CertPEM
-	if _, err := client.CertificatesV1().CertificateSigningRequests().UpdateStatus(t.Context(), obj, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("signing CSR %s: %v", name, err)
 	}
 }

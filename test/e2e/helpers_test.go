@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
@@ -86,17 +87,29 @@ func waitCSR(t *testing.T, client kubernetes.Interface, node string) certificate
 
 func decide(t *testing.T, client kubernetes.Interface, name string, condition certificatesv1.RequestConditionType) {
 	t.Helper()
-	csr, err := client.CertificatesV1().CertificateSigningRequests().Get(t.Context(), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-		Type:    condition,
-		Status:  corev1.ConditionTrue,
-		Reason:  "E2ETest",
-		Message: "decided by the e2e test",
+	csrs := client.CertificatesV1().CertificateSigningRequests()
+	// Another writer (an approver, a signer) may update the CSR between the
+	// read and the write: on a conflict, read again.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		csr, err := csrs.Get(t.Context(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range csr.Status.Conditions {
+			if c.Type == condition && c.Status == corev1.ConditionTrue {
+				return nil // another approver was quicker; the decision stands
+			}
+		}
+		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+			Type:    condition,
+			Status:  corev1.ConditionTrue,
+			Reason:  "E2ETest",
+			Message: "decided by the e2e test",
+		})
+		_, err = csrs.UpdateApproval(t.Context(), name, csr, metav1.UpdateOptions{})
+		return err
 	})
-	if _, err := client.CertificatesV1().CertificateSigningRequests().UpdateApproval(t.Context(), name, csr, metav1.UpdateOptions{}); err != nil {
+	if err != nil {
 		t.Fatalf("%s CSR %s: %v", condition, name, err)
 	}
 }
