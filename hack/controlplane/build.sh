@@ -17,7 +17,7 @@ version=v1.37.2
 etcd_version=v3.7.0
 cache=${TLSBOOT_CACHE:-$root/.cache}
 bin="$cache/controlplane/$version/bin"
-tools=(etcd kube-apiserver kube-controller-manager kubelet fake-cri kubelet-bootstrap kubelet-agent)
+tools=(etcd kube-apiserver kube-controller-manager kubelet fake-cri kubelet-bootstrap kubelet-agent kubeadm kubeadm-discovery)
 
 # fresh TOOL: the binary exists and is newer than every input.
 fresh() {
@@ -68,4 +68,6 @@ build etcd go.etcd.io/etcd/server/v3 "-s -w"
 build fake-cri ./cmd/fake-cri "-s -w"
 build kubelet-bootstrap ./cmd/kubelet-bootstrap "$ldflags"
 build kubelet-agent ./cmd/kubelet-agent "$ldflags"
+build kubeadm k8s.io/kubernetes/cmd/kubeadm "$ldflags"
+build kubeadm-discovery ./cmd/kubeadm-discovery "$ldflags"
 echo "controlplane: done in $((SECONDS - start))s: $bin"
