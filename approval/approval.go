@@ -54,7 +54,15 @@
 // O exactly [system:nodes]; CN system:node:<name>; the name a lower-case
 // DNS-1123 subdomain, as the API server requires of a Node's name
 // (InvalidNodeName: stops "WORKER-1", "a..b", "x_y", names no Node can
-// have); no SANs; usages; expiration; a node asks only for itself; then,
+// have); a requester bound to a node asks only for that node (bound.go:
+// spec.groups carry a binding group of package token/binding, as a token
+// made by 'tlsboot token create --node-name X' puts there; CN must be
+// system:node:X, else TokenBoundToOtherNode; binding groups that do not
+// decode or name two nodes are InvalidTokenBinding, never "no binding"); no
+// SANs; usages; expiration; a node asks only for itself; a bound requester
+// yields one key (TokenAlreadyUsed: another CSR of the same spec.username
+// in Input.SameRequester, approved or pending, asks for a different public
+// key, or there are more than MaxSameRequester of them); then,
 // for a requester other than the node itself (a bootstrap token), no
 // takeover of a live node (NodeAlive): if the Node exists and its Lease
 // (or, without a Lease, its Ready heartbeat) was renewed within
@@ -210,6 +218,10 @@ const (
 	// Secure by default (client CSRs).
 	ReasonInvalidNodeName = "InvalidNodeName" // Deny
 	ReasonNodeAlive       = "NodeAlive"       // Deny, or Ignore with Notify and Options.LeaveLiveNode
+	// Bound tokens (client CSRs; bound.go).
+	ReasonTokenBoundToOtherNode = "TokenBoundToOtherNode" // Deny
+	ReasonInvalidTokenBinding   = "InvalidTokenBinding"   // Deny
+	ReasonTokenAlreadyUsed      = "TokenAlreadyUsed"      // Deny
 	// Secure by default (serving CSRs).
 	ReasonNoServingScope = "NoServingScope" // Ignore with Notify
 	ReasonSANReserved    = "SANReserved"    // Deny
@@ -260,6 +272,16 @@ type Input struct {
 	// Cluster is the rest of the cluster the policy reads; nil when
 	// nothing is known (Options.ServiceCIDRs still apply).
 	Cluster ClusterView
+	// SameRequester are the other CSRs whose spec.username is this CSR's,
+	// read when the requester is bound to a node (its spec.groups carry a
+	// binding group, see package token/binding) for the one-key check
+	// (TokenAlreadyUsed). It must come from a cache that held every CSR the
+	// API server stored before this one when this one was read, such as the
+	// informer cache this CSR was read from: that is what keeps two CSRs
+	// with different keys from one bound token from both being approved
+	// (see checkOneKeyPerToken). CSRs of other signers, or this CSR itself,
+	// may be included: they are skipped.
+	SameRequester []*certificatesv1.CertificateSigningRequest
 	// DroppedRequestBytes is the size of spec.request when the cache
 	// dropped it for being over MaxRequestBytes; 0 otherwise.
 	DroppedRequestBytes int

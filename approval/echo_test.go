@@ -14,6 +14,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/token/binding"
 )
 
 func TestEcho(t *testing.T) {
@@ -138,6 +139,12 @@ func TestEveryMessageBounded(t *testing.T) {
 		"long DNS names":      func(s *csrSpec) { s.dns = []string{long + ".a", long + ".b"} },
 		"long emails":         func(s *csrSpec) { s.emails = []string{long + "@a", long + "@b"} },
 		"long signer":         func(s *csrSpec) { s.signer = long },
+		"long binding groups": func(s *csrSpec) {
+			s.requester.Groups = []string{binding.Prefix + long, binding.Prefix + long + "y", binding.Prefix + long + "z"}
+		},
+		"bound to a long node name": func(s *csrSpec) {
+			s.requester.Groups = []string{binding.Prefix + strings.Repeat("y", binding.MaxNodeName)}
+		},
 	}
 	for _, signer := range bothSigners {
 		for name, mod := range mods {

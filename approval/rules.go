@@ -31,9 +31,9 @@ func recognisers() []recogniser {
 			name:   "kubelet-client",
 			signer: certificatesv1.KubeAPIServerClientKubeletSignerName,
 			checks: slices.Concat(requestChecks, []check{
-				checkOrganization, checkNodeCommonName, checkNodeNameValid, checkNoSANs,
+				checkOrganization, checkNodeCommonName, checkNodeNameValid, checkTokenBinding, checkNoSANs,
 				checkUsages(certificatesv1.UsageClientAuth), checkExpiration, checkNodeRenewsItself,
-				checkNoLiveNodeTakeover,
+				checkOneKeyPerToken, checkNoLiveNodeTakeover,
 			}),
 			// As kube-controller-manager: a node renewing its own
 			// certificate needs selfnodeclient or, failing that,
