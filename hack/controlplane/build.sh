@@ -17,7 +17,7 @@ version=v1.37.2
 etcd_version=v3.7.0
 cache=${TLSBOOT_CACHE:-$root/.cache}
 bin="$cache/controlplane/$version/bin"
-tools=(etcd kube-apiserver kube-controller-manager kubelet fake-cri kubelet-bootstrap kubelet-agent kubeadm kubeadm-discovery)
+tools=(etcd kube-apiserver kube-controller-manager kubelet fake-cri kubelet-bootstrap kubelet-agent kubeadm kubeadm-discovery kubelet-fleet)
 
 # fresh TOOL: the binary exists and is newer than every input.
 fresh() {
@@ -70,4 +70,5 @@ build kubelet-bootstrap ./cmd/kubelet-bootstrap "$ldflags"
 build kubelet-agent ./cmd/kubelet-agent "$ldflags"
 build kubeadm k8s.io/kubernetes/cmd/kubeadm "$ldflags"
 build kubeadm-discovery ./cmd/kubeadm-discovery "$ldflags"
+build kubelet-fleet ./cmd/kubelet-fleet "$ldflags"
 echo "controlplane: done in $((SECONDS - start))s: $bin"
