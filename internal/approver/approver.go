@@ -197,7 +197,8 @@ func New(opts Options) (*Controller, error) {
 }
 
 // watchCSRs makes one informer per signer, filtered by the API server on
-// spec.signerName, indexed by the node the CSR names. The cache holds the
+// spec.signerName, indexed by the node the CSR names and by the requester
+// of a bound token (see boundRequesterIndex). The cache holds the
 // transformCSR form of each CSR: no metadata, and no request over
 // approval.MaxRequestBytes.
 func (c *Controller) watchCSRs() error {
@@ -213,7 +214,7 @@ func (c *Controller) watchCSRs() error {
 		if err := inf.Informer().SetTransform(transformCSR); err != nil {
 			return fmt.Errorf("watching certificate signing requests: %w", err)
 		}
-		if err := inf.Informer().AddIndexers(cache.Indexers{nodeIndex: indexByNode}); err != nil {
+		if err := inf.Informer().AddIndexers(cache.Indexers{nodeIndex: indexByNode, boundRequesterIndex: indexByBoundRequester}); err != nil {
 			return fmt.Errorf("indexing certificate signing requests: %w", err)
 		}
 		if _, err := inf.Informer().AddEventHandler(c.csrHandler(signer)); err != nil {

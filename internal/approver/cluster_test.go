@@ -196,7 +196,10 @@ func TestInputHasNodeAndLease(t *testing.T) {
 		&coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: "n1", Namespace: "kube-node-lease"}, Spec: coordinationv1.LeaseSpec{RenewTime: &renewed, HolderIdentity: ptrTo("n1")}})
 	ctrl := startCaches(t, client, approval.Options{})
 	obj := newCSR(t, "n1", csr.Request{}, "system:bootstrap:abcdef", bootstrapUser)
-	in := ctrl.input(obj)
+	in, err := ctrl.input(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if in.Node == nil || in.Node.Name != "n1" {
 		t.Errorf("input Node = %v, want n1", in.Node)
 	}

@@ -60,7 +60,10 @@ func (c *Controller) sync(ctx context.Context, k key) (retry bool, err error) {
 	if csr.Spec.SignerName != k.signer || approval.Decided(csr) {
 		return false, nil
 	}
-	in := c.input(csr)
+	in, err := c.input(csr)
+	if err != nil {
+		return false, err
+	}
 	d, err := c.opts.Policy.Decide(ctx, in, c.authz)
 	if err != nil {
 		return false, err
@@ -89,12 +92,17 @@ func (c *Controller) sync(ctx context.Context, k key) (retry bool, err error) {
 const maxMessageBytes = 4 * approval.MaxEchoBytes
 
 // input gathers what the policy reads, from the caches only: the CSR, the
-// Node its common name names and that node's Lease, the cluster view, the
-// size of a request the cache dropped, the time.
-func (c *Controller) input(csr *certificatesv1.CertificateSigningRequest) approval.Input {
+// other CSRs of its requester when it is bound to a node, the Node its
+// common name names and that node's Lease, the cluster view, the size of a
+// request the cache dropped, the time. The error is sameRequester's.
+func (c *Controller) input(csr *certificatesv1.CertificateSigningRequest) (approval.Input, error) {
 	in := approval.Input{CSR: csr, Now: c.opts.Clock.Now(), Cluster: c.cluster, DroppedRequestBytes: DroppedRequestBytes(csr)}
 	if in.DroppedRequestBytes > 0 {
-		return in // nothing to parse: denied by name
+		return in, nil // nothing to parse: denied by name
+	}
+	var err error
+	if in.SameRequester, err = c.sameRequester(csr); err != nil {
+		return in, err
 	}
 	if name := approval.NodeName(csr); name != "" {
 		if node, err := c.nodes.Get(name); err == nil {
@@ -104,7 +112,7 @@ func (c *Controller) input(csr *certificatesv1.CertificateSigningRequest) approv
 			in.NodeLease = lease
 		}
 	}
-	return in
+	return in, nil
 }
 
 // notify records the one Event of a CSR left pending with Notify, with the
