@@ -35,6 +35,13 @@ const (
 	// as the lifetime the signer grants would renew a fresh certificate at
 	// once, get another equally short one, and loop.
 	floorFraction = 0.5
+	// DefaultRecoverSpread bounds the random wait before recovering a
+	// certificate that had already expired when the Manager started (see
+	// Policy.RecoverSpread). 30s turns a fleet of 10,000 nodes that
+	// power on in the same second into about 330 CSR creates per second
+	// instead of 10,000 (bench/storm), and costs a node that has been
+	// without a valid certificate for a while 15s on average.
+	DefaultRecoverSpread = 30 * time.Second
 )
 
 // Policy says when a certificate is due. The zero value uses the defaults.
@@ -49,6 +56,15 @@ type Policy struct {
 	// Backdate is the most a signer is assumed to backdate NotBefore;
 	// 0 means DefaultBackdate.
 	Backdate time.Duration
+	// RecoverSpread bounds a random wait, uniform in [0, RecoverSpread),
+	// before a Manager recovers (Options.Recover) a certificate that had
+	// already expired when it started. Such a start is what a fleet-wide
+	// event looks like (power restored after an outage longer than the
+	// lifetime): without the wait every node would ask for a certificate
+	// in the same second. A missing certificate (a new node) and one
+	// that expires while the Manager runs are not delayed, and a Trigger
+	// ends the wait. 0 means DefaultRecoverSpread; negative means no wait.
+	RecoverSpread time.Duration
 }
 
 func (p Policy) withDefaults() Policy {
@@ -61,7 +77,22 @@ func (p Policy) withDefaults() Policy {
 	if p.Backdate == 0 {
 		p.Backdate = DefaultBackdate
 	}
+	if p.RecoverSpread == 0 {
+		p.RecoverSpread = DefaultRecoverSpread
+	}
 	return p
+}
+
+// RecoverDelay returns the wait before recovering a certificate found
+// expired at start: r, in [0, 1), picks it uniformly in
+// [0, RecoverSpread); 0 when RecoverSpread is negative.
+func (p Policy) RecoverDelay(r float64) time.Duration {
+	p = p.withDefaults()
+	if p.RecoverSpread < 0 {
+		return 0
+	}
+	r = min(max(r, 0), 1)
+	return time.Duration(r * float64(p.RecoverSpread))
 }
 
 // Schedule is when a certificate is due for renewal.

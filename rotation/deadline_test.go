@@ -117,3 +117,26 @@ func TestPlanDegenerate(t *testing.T) {
 		t.Errorf("Deadline = %v", s.Deadline)
 	}
 }
+
+func TestRecoverDelay(t *testing.T) {
+	tests := []struct {
+		name   string
+		spread time.Duration
+		r      float64
+		want   time.Duration
+	}{
+		{"default spread, lowest draw", 0, 0, 0},
+		{"default spread, middle draw", 0, 0.5, DefaultRecoverSpread / 2},
+		{"default spread, draw out of range is clamped", 0, 7, DefaultRecoverSpread},
+		{"default spread, negative draw is clamped", 0, -1, 0},
+		{"custom spread", 2 * time.Minute, 0.25, 30 * time.Second},
+		{"negative spread: no wait", -time.Second, 0.9, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := (Policy{RecoverSpread: tc.spread}).RecoverDelay(tc.r); got != tc.want {
+				t.Errorf("RecoverDelay(%v) = %v, want %v", tc.r, got, tc.want)
+			}
+		})
+	}
+}

@@ -265,6 +265,7 @@ func (m *Manager) Run(ctx context.Context) error {
 	logger := klog.FromContext(ctx).WithValues("certificate", m.opts.Name)
 	ctx = klog.NewContext(ctx, logger)
 	m.verify(ctx)
+	m.spreadRecovery(ctx)
 	failures := 0
 	for ctx.Err() == nil {
 		reason, wait := m.next(ctx)
@@ -315,6 +316,30 @@ func (m *Manager) backoff(n int) time.Duration {
 	}
 	d = min(d, m.opts.MaxBackoff)
 	return time.Duration(float64(d) * (0.9 + 0.2*m.opts.Rand()))
+}
+
+// spreadRecovery waits Policy.RecoverDelay before the first evaluation
+// when the stored certificate has already expired and Recover would
+// replace it: a Manager that starts that way is most likely one of a
+// fleet powered on together after an outage longer than the lifetime, and
+// every node re-bootstrapping in the same second is a storm the API server
+// answers with 429s (bench/storm). A Trigger or the end of ctx ends the
+// wait; a missing certificate (a new node) is not delayed.
+func (m *Manager) spreadRecovery(ctx context.Context) {
+	if m.opts.Recover == nil {
+		return
+	}
+	cur, err := m.opts.Store.Current()
+	if err != nil || cur.Leaf == nil || !m.opts.Clock.Now().After(cur.Leaf.NotAfter) {
+		return
+	}
+	d := m.opts.Policy.RecoverDelay(m.opts.Rand())
+	if d <= 0 {
+		return
+	}
+	klog.FromContext(ctx).Info("The certificate expired while the node was down; waiting a random delay before re-bootstrapping, so that nodes that come back together do not all ask at once",
+		"not_after", cur.Leaf.NotAfter.UTC().Format(time.RFC3339), "wait", d.Round(time.Millisecond).String())
+	m.sleep(ctx, d)
 }
 
 // sleep waits for d, a Trigger or the end of ctx. The Trigger's request
