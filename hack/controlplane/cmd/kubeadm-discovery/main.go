@@ -22,6 +22,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	certutil "k8s.io/client-go/util/cert"
 	"k8s.io/klog/v2"
 	kubeadmapi "k8s.io/kubernetes/cmd/kubeadm/app/apis/kubeadm"
@@ -67,7 +68,9 @@ func main() {
 		},
 		Timeouts: &kubeadmapi.Timeouts{Discovery: &metav1.Duration{Duration: *timeout}},
 	}
-	if errs := validation.ValidateDiscovery(&cfg.Discovery, nil); len(errs) > 0 {
+	// kubeadm join validates the whole JoinConfiguration; its discovery
+	// part, under the same field path, is what these flags can get wrong.
+	if errs := validation.ValidateDiscovery(&cfg.Discovery, field.NewPath("discovery")); len(errs) > 0 {
 		fmt.Fprintln(os.Stderr, "kubeadm-discovery:", errs.ToAggregate())
 		os.Exit(2)
 	}
