@@ -98,8 +98,8 @@ kube-system, the format of kubeadm, so that kubeadm and tlsboot can use each oth
 
 A token "<id>.<secret>" authenticates as system:bootstrap:<id> with its extra groups, and
 kube-controller-manager's bootstrapsigner signs cluster-info with it so that 'tlsboot join'
-(and 'kubeadm join') can discover the cluster. --node-name records a binding to one node in
-the token; 'tlsboot approver' does not enforce it yet (see docs/join.md).`,
+(and 'kubeadm join') can discover the cluster. --node-name binds the token to one node, which
+'tlsboot approver' enforces (see docs/join.md).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -133,9 +133,11 @@ func newTokenCreateCommand() *cobra.Command {
 
 TOKEN, if given, must be [a-z0-9]{6}.[a-z0-9]{16}; by default one is generated. With --node-name
 the token carries a binding to that node (an extra group) and its default TTL is 1h instead of
-24h. Not enforced yet: no approver reads the binding so far, so until 'tlsboot approver' does
-(docs/join.md) a bound token can still become any node, like any other token. --ttl 0 never
-expires.`,
+24h. 'tlsboot approver' enforces it: a client certificate request from the token for any other
+node is denied (TokenBoundToOtherNode), and so is a second key (TokenAlreadyUsed). The binding
+holds only if 'tlsboot approver' is the cluster's only approver of client certificates:
+kube-controller-manager's csrapproving ignores it (run it with --controllers=...,-csrapproving;
+docs/join.md). --ttl 0 never expires.`,
 		Example: `  tlsboot token create --print-join-command
   tlsboot token create --node-name worker-1.example.com --print-join-command
   tlsboot token create --ttl 2h --description "rack 4" --groups system:bootstrappers:rack4`,
@@ -177,7 +179,7 @@ expires.`,
 	fs.StringVar(&f.description, "description", "", "a description of how the token is used, shown by token list")
 	fs.StringSliceVar(&f.groups, "groups", []string{token.DefaultGroup}, "extra groups the token authenticates as; each must match "+`system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]`)
 	fs.StringSliceVar(&f.usages, "usages", token.DefaultUsages, "how the token may be used: signing (discovery), authentication")
-	fs.StringVar(&f.nodeName, "node-name", "", "record a binding to this node in the token (not enforced by any approver yet: see docs/join.md)")
+	fs.StringVar(&f.nodeName, "node-name", "", "bind the token to this node: tlsboot approver refuses it for any other node, and for a second key (see docs/join.md)")
 	fs.BoolVar(&f.printJoin, "print-join-command", false, "print the 'tlsboot join' command (with the token and the CA pin) instead of the token")
 	fs.StringVar(&f.server, "server", "", "API server address for the join command (default: the server in cluster-info, else the admin kubeconfig's)")
 	return cmd
