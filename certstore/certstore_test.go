@@ -632,11 +632,17 @@ func TestRecoverLeftovers(t *testing.T) {
 		"." + prefix + "-current.pem.tmp-link",
 		"." + prefix + "-2026-11-27-01-00-01.pem.tmp-12345",
 		prefix + "-2026-11-27-01-00-02.pem", // empty: an unwritten reservation
+		// LoadPendingKey's atomic write, killed before its rename
+		// (found by test/crash: they were never removed and piled up)
+		"." + prefix + ".key.tmp.tmp-12345",
 	}
 	theirs := []string{
 		".kubelet-server-current.pem.tmp-link",
 		".kubelet-server-2026-11-27-01-00-01.pem.tmp-12345",
+		".kubelet-server.key.tmp.tmp-12345",
 		"." + prefix + "-notes.tmp-1",
+		"." + prefix + ".key.tmp-1", // not the pending key's temporary file
+		"." + prefix + "x.key.tmp.tmp-1",
 	}
 	for _, n := range append(slices.Clone(ours), theirs...) {
 		var data []byte

@@ -16,9 +16,11 @@ import (
 //
 //  1. Temporary files of internal/atomicfile (.<name>.tmp-*, which covers
 //     the random .<prefix>-current.pem.tmp-link-* and the fixed
-//     .tmp-link of older versions) for -current.pem or a timestamped file:
-//     removed. The rename that would have published them never happened,
-//     so the old state is intact.
+//     .tmp-link of older versions) for -current.pem, a timestamped file
+//     or the pending key <prefix>.key.tmp: removed. The rename that would
+//     have published them never happened, so the old state is intact. (A
+//     kill while LoadPendingKey writes leaves one; nothing else would ever
+//     remove it, so they piled up, each a copy of an unused key.)
 //  2. An empty timestamped file: a name reserved by Update whose content was
 //     never written. Removed, unless -current.pem points at it.
 //  3. client-go's <prefix>-updated.pem symlink (client-go removes
@@ -58,16 +60,16 @@ func (s *Store) removeTemp() error {
 	if err != nil {
 		return err
 	}
-	current := filepath.Base(s.CurrentPath())
+	current, pending := filepath.Base(s.CurrentPath()), filepath.Base(s.PendingKeyPath())
 	removed := false
 	for _, e := range entries {
 		name := e.Name()
 		i := strings.LastIndex(name, ".tmp-")
-		if !strings.HasPrefix(name, "."+s.prefix+"-") || i < 0 {
+		if !strings.HasPrefix(name, "."+s.prefix) || i < 0 {
 			continue
 		}
 		base := name[1:i]
-		if _, ours := parseName(s.prefix, base); !ours && base != current {
+		if _, ours := parseName(s.prefix, base); !ours && base != current && base != pending {
 			continue
 		}
 		if err := os.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
