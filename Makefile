@@ -32,7 +32,7 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.cache/*')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
-## demo: bootstrap a node against a local control plane, show the result, stop
+## demo: setup, token create --node-name, join and tlsboot approver against a local control plane; show the result, stop
 demo: controlplane build
 	$(GO) run ./hack/demo
 
