@@ -8,6 +8,8 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -72,7 +74,8 @@ func (s *server) request(ctx context.Context, key crypto.Signer, opts Options) (
 
 // submit calls csrwait.Submit until it succeeds, fails for good (see
 // permanent), or ctx ends, waiting on s.clock between tries with
-// retryBackoff. created is false when an existing CSR was re-attached.
+// retryBackoff, and at least the Retry-After the server sent (plus up to
+// 20% jitter). created is false when an existing CSR was re-attached.
 func (s *server) submit(ctx context.Context, name string, req csr.Request, key crypto.Signer) (*certificatesv1.CertificateSigningRequest, bool, error) {
 	logger := klog.FromContext(ctx)
 	backoff := retryBackoff
@@ -88,6 +91,14 @@ func (s *server) submit(ctx context.Context, name string, req csr.Request, key c
 		default:
 			last = err
 			delay := backoff.Step()
+			// A server that said when to come back (Retry-After on a 429
+			// or 5xx that client-go's own retries of the request did not
+			// get past) is not asked sooner. client-go waits exactly
+			// Retry-After; the jitter here keeps a fleet that was
+			// throttled together from returning together.
+			if after, ok := apierrors.SuggestsClientDelay(err); ok && after > 0 {
+				delay = max(delay, wait.Jitter(time.Duration(after)*time.Second, retryBackoff.Jitter))
+			}
 			logger.Info("Creating the certificate signing request failed, retrying", "csr", name, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
 			if sleep(ctx, s.clock, delay) {
 				continue
