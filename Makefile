@@ -43,6 +43,7 @@ bench: controlplane build
 	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 60s -out BENCHMARKS.md
 	$(GO) run ./bench/approver -n 2000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/fleet -n 1000 -runs 3 -out BENCHMARKS.md
+	$(GO) run ./bench/storm -live -out BENCHMARKS.md
 
 ## fuzz: run each fuzz target for $(FUZZTIME)
 fuzz:
