@@ -1,10 +1,12 @@
 package approval
 
 import (
+	"context"
 	"crypto"
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 
@@ -215,3 +217,58 @@ func withUser(r Requester, user string) Requester {
 }
 
 func testKeyT(t testing.TB, kind string) crypto.Signer { return testKey(t, kind) }
+
+// FuzzBoundRequester decides a well-formed client CSR for node cn from a
+// requester with arbitrary groups (comma-separated) and, as another CSR of
+// the same requester, one for otherNode with another key in state. It must
+// never approve a CSR whose groups bind to another node, bind to no node
+// in particular, or whose requester already has an undenied CSR for another
+// key.
+func FuzzBoundRequester(f *testing.F) {
+	f.Add("n1", "system:bootstrappers,"+binding.Prefix+"n1", "n1", 0)
+	f.Add("n1", binding.Prefix+"n2", "n1", 1)
+	f.Add("a.b", binding.Prefix+"a:b", "a.b", 2)
+	f.Add("a.b", binding.Prefix+"a:b,"+binding.Prefix+"a-b", "a.b", 0)
+	f.Add("n1", binding.Prefix+"n1::", "n1", 0)
+	f.Add("n1", "system:bootstrappers", "n2", 1)
+	key, other := testKey(f, "ecdsa"), testKey(f, "ed25519")
+	p, _ := New(Options{})
+	grant := authorizerFunc(func(context.Context, Requester, string) (bool, error) { return true, nil })
+	f.Fuzz(func(t *testing.T, node, groups, otherNode string, state int) {
+		if !utf8.ValidString(node) || !utf8.ValidString(otherNode) {
+			t.Skip("a common name must be UTF-8 to be encoded at all")
+		}
+		s := clientSpec(key)
+		s.cn = "system:node:" + node
+		s.requester = withGroups(Requester{Username: "system:bootstrap:abcdef"}, strings.Split(groups, ",")...)
+		obj := s.build(t)
+		o := clientSpec(other)
+		o.cn, o.requester = "system:node:"+otherNode, s.requester
+		sib := o.build(t)
+		sib.Name = "other"
+		state = (state%3 + 3) % 3
+		switch state {
+		case 1:
+			sib.Status.Conditions = cond(certificatesv1.CertificateApproved)
+		case 2:
+			sib.Status.Conditions = cond(certificatesv1.CertificateDenied)
+		}
+		d, err := p.Decide(context.Background(), Input{CSR: obj, SameRequester: []*certificatesv1.CertificateSigningRequest{sib}, Now: t0}, grant)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d.Message) > MaxMessageBytes {
+			t.Fatalf("message of %d bytes", len(d.Message))
+		}
+		if d.Verdict != Approve {
+			return
+		}
+		bound, isBound, berr := binding.Node(s.requester.Groups)
+		if isBound && (berr != nil || bound != node) {
+			t.Fatalf("approved %q for groups %q (bound to %q, %v)", node, groups, bound, berr)
+		}
+		if isBound && state != 2 {
+			t.Fatalf("approved a second key for bound groups %q while another CSR is %v", groups, sib.Status.Conditions)
+		}
+	})
+}
