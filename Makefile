@@ -9,7 +9,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo deve
 LDFLAGS := -s -w -X github.com/tlsboot/tlsboot/internal/version.Version=$(VERSION)
 FUZZTIME ?= 30s
 
-.PHONY: all build controlplane test vet unit e2e demo bench fuzz clean
+.PHONY: all build controlplane test vet unit e2e demo bench fuzz crashtest clean
 
 all: build
 
@@ -44,6 +44,14 @@ bench: controlplane build
 	$(GO) run ./bench/approver -n 2000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/fleet -n 1000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/storm -live -out BENCHMARKS.md
+
+## crashtest: SIGKILL tlsboot bootstrap and run at random instants $(CRASH_CYCLES) times
+## each and fill their file systems (ENOSPC), checking every invariant after each cycle;
+## writes the counts and the seed to BENCHMARKS.md (SEED=N replays a seed; the short
+## form, 50 cycles, runs in `make test`)
+CRASH_CYCLES ?= 500
+crashtest: controlplane
+	$(GO) run ./bench/crash -cycles $(CRASH_CYCLES) $(if $(SEED),-seed $(SEED)) -out BENCHMARKS.md
 
 ## fuzz: run each fuzz target for $(FUZZTIME)
 fuzz:

@@ -1,0 +1,149 @@
+// Command crash runs test/crash's full form (`make crashtest`): it runs
+// `go test ./test/crash/` with -crash.cycles kill cycles of each kind
+// (tlsboot bootstrap and tlsboot run, SIGKILLed at random instants) and the
+// ENOSPC cases, passes the test's output through, and once everything
+// passed writes the counts, the seed and the machine to the crash section
+// of -out (through bench/internal/mdsection, which test/crash may not
+// import). A failing test writes nothing and exits non-zero.
+//
+//	go run ./bench/crash -cycles 500 -out BENCHMARKS.md [-seed N]
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
+)
+
+func main() {
+	cycles := flag.Int("cycles", 500, "kill cycles per kind")
+	seed := flag.Uint64("seed", 0, "seed of the kill instants (0: the test picks one from the clock and prints it)")
+	timeout := flag.Duration("timeout", 150*time.Minute, "go test -timeout")
+	out := flag.String("out", "", "Markdown file whose crash section gets the counts (default: print only)")
+	flag.Parse()
+	if *cycles < 1 {
+		fmt.Fprintln(os.Stderr, "bench/crash: -cycles must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*cycles, *seed, *timeout, *out); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/crash:", err)
+		os.Exit(1)
+	}
+}
+
+// report is test/crash's JSON report (its report type).
+type report struct {
+	Seed    uint64  `json:"seed"`
+	Cycles  int     `json:"cycles_per_kind"`
+	Seconds float64 `json:"seconds"`
+	Kinds   []struct {
+		Kind       string  `json:"kind"`
+		WindowMS   float64 `json:"kill_window_ms"`
+		Cycles     int     `json:"cycles"`
+		PhaseText  string  `json:"kills_by_phase_text"`
+		Missed     int     `json:"exited_before_kill"`
+		Leftovers  int     `json:"leftovers_after_kills"`
+		Stale      int     `json:"stale_kubeconfig_temp_files"`
+		Violations int     `json:"violations"`
+		Seconds    float64 `json:"seconds"`
+	} `json:"kinds"`
+	ENOSPC []string `json:"enospc_passed"`
+}
+
+func run(cycles int, seed uint64, timeout time.Duration, out string) error {
+	dir, err := os.MkdirTemp("", "tlsboot-crash-report-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	jsonPath := filepath.Join(dir, "crash.json")
+	args := []string{"test", "-count=1", "-v", "-timeout", timeout.String(), "./test/crash/",
+		"-crash.cycles=" + strconv.Itoa(cycles), "-crash.report=" + jsonPath}
+	if seed != 0 {
+		args = append(args, "-seed="+strconv.FormatUint(seed, 10))
+	}
+	cmd := exec.Command("go", args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	fmt.Fprintf(os.Stderr, "bench/crash: go %s\n", strings.Join(args, " "))
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("the crash test failed (%v): nothing written", err)
+	}
+	data, err := os.ReadFile(jsonPath)
+	if err != nil {
+		return fmt.Errorf("reading the test's report: %w", err)
+	}
+	var r report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("parsing the test's report %s: %w", jsonPath, err)
+	}
+	section := markdown(r)
+	fmt.Println(section)
+	if out == "" {
+		return nil
+	}
+	return mdsection.Update(out, "crash", section)
+}
+
+func markdown(r report) string {
+	var s strings.Builder
+	s.WriteString("## Crash at any instant (`make crashtest`)\n\n")
+	fmt.Fprintf(&s, "Command: `make crashtest CRASH_CYCLES=%d SEED=%d` (`go run ./bench/crash -cycles %d -seed %d -out BENCHMARKS.md`, which runs "+
+		"`go test -count=1 -v ./test/crash/ -crash.cycles=%d -seed=%d`). Machine: %s, %d cores, Linux %s, %s; %s. Seed **%d**; the test took %s.\n\n",
+		r.Cycles, r.Seed, r.Cycles, r.Seed, r.Cycles, r.Seed, cpuModel(), runtime.NumCPU(), kernel(), runtime.Version(),
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"), r.Seed, (time.Duration(r.Seconds) * time.Second).String())
+	s.WriteString("One local control plane (internal/testcluster, v1.37.2: etcd, kube-apiserver, kube-controller-manager with `csrapproving` " +
+		"approving and `csrsigning` signing 1 h certificates), a real bootstrap token and kubeadm's RBAC; files on ext4 (real fsyncs). " +
+		"**bootstrap**: each cycle a new node runs `tlsboot bootstrap`, is SIGKILLed at an instant uniform over the kill window " +
+		"(1.25 × the median of 5 undisturbed runs), is checked, then runs again to completion and is checked again. " +
+		"**run**: one node across all cycles; each cycle `tlsboot run` gets SIGHUP (rotate now), is SIGKILLed at an instant uniform " +
+		"over the window after it (1.25 × the median of 5 undisturbed rotations), is checked, restarts until the rotation is done, " +
+		"stops with SIGTERM and is checked again. The phase of a kill is told from the killed process's log lines (-v=2) and the files it left; " +
+		"\"start\" is process start-up before the first step, \"finish\" after the certificate was stored.\n\n")
+	s.WriteString("| kind | cycles | kill window | kills by phase | exited before the kill | leftovers after kills | invariant violations | took |\n")
+	s.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, k := range r.Kinds {
+		fmt.Fprintf(&s, "| %s | %d | %.0f ms | %s | %d | %d | **%d** | %s |\n", k.Kind, k.Cycles, k.WindowMS, k.PhaseText, k.Missed, k.Leftovers,
+			k.Violations, (time.Duration(k.Seconds) * time.Second).String())
+	}
+	s.WriteString("\nChecked after every kill and after every completed run: at most one CSR per key (the public keys of all the node's CSRs); " +
+		"client-go's `certificate.NewFileStore(\"kubelet-client\", dir, dir, \"\", \"\").Current()` reads the store; the kubeconfig parses and " +
+		"authenticates (a SelfSubjectReview answers `system:node:<name>`); no torn or zero-length file; at most one temporary key; a valid " +
+		"certificate, once stored, is never replaced by nothing. *Leftovers* are what a kill inside a write leaves and the design tolerates " +
+		"until the next run (an empty pair file nothing points at, an unrenamed temporary file); after a completed run any leftover is a violation.\n\n")
+	stale := 0
+	for _, k := range r.Kinds {
+		stale += k.Stale
+	}
+	fmt.Fprintf(&s, "Known issue, counted apart: a kill inside the kubeconfig's atomic write leaves `.kubelet.conf.tmp-<random>` next to it, "+
+		"and no later run removes it (certstore.Open cleans only the certificate directory); seen after completed runs: %d.\n\n", stale)
+	if len(r.ENOSPC) > 0 {
+		fmt.Fprintf(&s, "ENOSPC (root: a 64 KiB tmpfs under the certificate directory and another under the kubeconfig, filled so that exactly the "+
+			"named write fails; each case: a one-line error naming the file and a non-zero exit, or for `tlsboot run` a logged retry naming it; "+
+			"nothing valid lost; a later run with space completes on the same CSR): %d cases passed — %s.\n", len(r.ENOSPC), strings.Join(r.ENOSPC, "; "))
+	}
+	return s.String()
+}
+
+func cpuModel() string {
+	data, _ := os.ReadFile("/proc/cpuinfo")
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "model name"); ok {
+			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+		}
+	}
+	return runtime.GOARCH
+}
+
+func kernel() string {
+	data, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	return strings.TrimSpace(string(data))
+}
