@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	certutil "k8s.io/client-go/util/cert"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	"k8s.io/cluster-bootstrap/token/jws"
 
@@ -482,5 +483,51 @@ func TestKubeadmVerdicts(t *testing.T) {
 		if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestKubeadmPreparedCluster: on a cluster that kubeadm's own 'init phase
+// bootstrap-token' prepared (cluster-info, RBAC, its initial token) instead
+// of 'tlsboot setup', setup finds nothing to change, and 'tlsboot join'
+// with kubeadm's initial token joins a node.
+func TestKubeadmPreparedCluster(t *testing.T) {
+	c := testcluster.StartT(t, testcluster.Options{SigningDuration: time.Hour})
+	kubeadm := upstreamBin(t, c, "kubeadm")
+	// The version, given, keeps kubeadm from asking dl.k8s.io for one.
+	config := filepath.Join(t.TempDir(), "kubeadm.yaml")
+	if err := os.WriteFile(config, []byte("apiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\nkubernetesVersion: "+testcluster.Version+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := run(t, kubeadm, "init", "phase", "bootstrap-token", "--kubeconfig", c.AdminKubeconfig, "--config", config)
+	if r.code != 0 || !strings.Contains(r.stdout, `Creating the "cluster-info" ConfigMap`) {
+		t.Fatalf("kubeadm init phase bootstrap-token: %s", r)
+	}
+	const using = "[bootstrap-token] Using token: "
+	i := strings.Index(r.stdout, using)
+	if i < 0 {
+		t.Fatalf("kubeadm printed no token:\n%s", r)
+	}
+	tok, _, _ := strings.Cut(r.stdout[i+len(using):], "\n")
+
+	for _, args := range [][]string{{"--dry-run"}, {"--signer-wait", "1m"}} {
+		if r := run(t, tlsbootBin, append([]string{"setup", "--kubeconfig", c.AdminKubeconfig}, args...)...); r.code != 0 || r.stdout != "" {
+			t.Fatalf("tlsboot setup %v on a cluster kubeadm prepared: want no change:\n%s", args, r)
+		}
+	}
+
+	ca, err := certutil.CertsFromFile(c.CAFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pin := discovery.PinOf(ca[0])
+	awaitSigned(t, c, tok)
+	n := newNode(t, c)
+	r = run(t, tlsbootBin, append([]string{"join", strings.TrimPrefix(c.URL(), "https://"), "--token", tok, "--discovery-token-ca-cert-hash", string(pin)}, n.joinArgs()...)...)
+	if r.code != 0 {
+		t.Fatalf("tlsboot join with kubeadm's initial token: %s", r)
+	}
+	checkNoSecret(t, r, tok)
+	if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+		t.Fatalf("node kubeconfig authenticates as %q", u.Username)
 	}
 }
