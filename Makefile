@@ -18,7 +18,8 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tlsboot ./cmd/tlsboot
 
 ## controlplane: etcd, kube-apiserver, kube-controller-manager, the kubelet and
-## fake-cri (and the upstream kubelet-bootstrap and kubelet-agent peers) built from
+## fake-cri (and the upstream peers: kubelet-bootstrap, kubelet-agent, kubeadm and
+## kubeadm-discovery, ...) built from
 ## hack/controlplane into $(TLSBOOT_CONTROLPLANE_BIN)
 controlplane:
 	hack/controlplane/build.sh

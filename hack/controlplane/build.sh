@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local control plane (etcd, kube-apiserver, kube-controller-manager),
 # a node (kubelet and fake-cri, an in-memory container runtime for it) and the
-# upstream peers (kubelet-bootstrap, kubelet-agent) from the pinned Go modules
-# of this directory's go.mod into a versioned cache directory:
+# upstream peers (kubelet-bootstrap, kubelet-agent, ...; kubeadm and
+# kubeadm-discovery, which runs kubeadm's token discovery) from the pinned Go
+# modules of this directory's go.mod into a versioned cache directory:
 #
 #   $TLSBOOT_CACHE (default <repo>/.cache)/controlplane/<version>/bin/
 #
