@@ -298,13 +298,13 @@ func TestKubeadmVerdicts(t *testing.T) {
 		t.Fatal(err)
 	}
 	awaitSigned(t, c, good)
-	real, err := client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(t.Context(), bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
+	signed, err := client.CoreV1().ConfigMaps(metav1.NamespacePublic).Get(t.Context(), bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A man in the middle who knows the token relays the real, correctly
 	// signed cluster-info, but cannot present a certificate of the real CA.
-	relay, _ := fakeAPIServer(t, func(string, []byte) map[string]string { return real.Data })
+	relay, _ := fakeAPIServer(t, func(string, []byte) map[string]string { return signed.Data })
 	// One who knows the token signs a cluster-info naming itself and its
 	// own CA.
 	impostor, impostorCA := fakeAPIServer(t, func(url string, caPEM []byte) map[string]string {
@@ -325,7 +325,7 @@ func TestKubeadmVerdicts(t *testing.T) {
 			cms := client.CoreV1().ConfigMaps(metav1.NamespacePublic)
 			cm, err := cms.Get(ctx, bootstrapapi.ConfigMapClusterInfo, metav1.GetOptions{})
 			if err == nil {
-				cm.Data = real.Data
+				cm.Data = signed.Data
 				_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
 			}
 			if err != nil {
@@ -337,7 +337,7 @@ func TestKubeadmVerdicts(t *testing.T) {
 				t.Errorf("restarting kube-controller-manager: %v", err)
 			}
 		})
-		cm := real.DeepCopy()
+		cm := signed.DeepCopy()
 		content := cm.Data[bootstrapapi.KubeConfigKey]
 		edited := strings.Replace(content, "server: "+c.URL(), "server: https://127.0.0.1:1", 1)
 		if edited == content {
