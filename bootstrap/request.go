@@ -5,11 +5,11 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -73,9 +73,8 @@ func (s *server) request(ctx context.Context, key crypto.Signer, opts Options) (
 }
 
 // submit calls csrwait.Submit until it succeeds, fails for good (see
-// permanent), or ctx ends, waiting on s.clock between tries with
-// retryBackoff, and at least the Retry-After the server sent (plus up to
-// 20% jitter). created is false when an existing CSR was re-attached.
+// permanent), or ctx ends, waiting on s.clock between tries as RetryDelay
+// says. created is false when an existing CSR was re-attached.
 func (s *server) submit(ctx context.Context, name string, req csr.Request, key crypto.Signer) (*certificatesv1.CertificateSigningRequest, bool, error) {
 	logger := klog.FromContext(ctx)
 	backoff := retryBackoff
@@ -90,15 +89,11 @@ func (s *server) submit(ctx context.Context, name string, req csr.Request, key c
 			return nil, false, err
 		default:
 			last = err
-			delay := backoff.Step()
-			// A server that said when to come back (Retry-After on a 429
-			// or 5xx that client-go's own retries of the request did not
-			// get past) is not asked sooner. client-go waits exactly
-			// Retry-After; the jitter here keeps a fleet that was
-			// throttled together from returning together.
-			if after, ok := apierrors.SuggestsClientDelay(err); ok && after > 0 {
-				delay = max(delay, wait.Jitter(time.Duration(after)*time.Second, retryBackoff.Jitter))
+			var after time.Duration
+			if secs, ok := apierrors.SuggestsClientDelay(err); ok && secs > 0 {
+				after = time.Duration(secs) * time.Second
 			}
+			delay := RetryDelay(&backoff, after, rand.Float64())
 			logger.Info("Creating the certificate signing request failed, retrying", "csr", name, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
 			if sleep(ctx, s.clock, delay) {
 				continue

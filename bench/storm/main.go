@@ -25,25 +25,28 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 )
 
 func main() {
 	n := flag.Int("n", 10000, "nodes in the simulated fleet")
-	seeds := flag.Int("seeds", 5, "simulation runs (seeds 1..N) per case; medians are reported")
-	capacity := flag.Int("capacity", 250, "CSR creates per second the simulated API server accepts (the rest get 429)")
+	seeds := flag.Int("seeds", 3, "simulation runs (seeds 1..N) per case; medians are reported")
+	capacities := flag.String("capacities", "250,100", "comma-separated CSR creates per second the simulated API server accepts (the rest get 429); an unlimited server is always simulated too")
 	live := flag.Bool("live", false, "also run the Managers on a real control plane (about 10 minutes)")
 	liveNodes := flag.Int("live-nodes", 200, "Managers in the live run")
 	liveTTL := flag.Duration("live-ttl", 10*time.Minute, "certificate lifetime of the live run (--cluster-signing-duration)")
 	liveFor := flag.Duration("live-for", 9*time.Minute+30*time.Second, "how long the live run lasts after the first bootstrap")
 	out := flag.String("out", "", "write the Markdown sections to this file (default: stdout only)")
 	flag.Parse()
-	if *seeds < 3 || *n < 1 || *capacity < 0 {
-		fmt.Fprintln(os.Stderr, "bench/storm: -seeds must be at least 3, -n at least 1, -capacity not negative")
+	caps, err := parseCapacities(*capacities)
+	if err != nil || *seeds < 3 || *n < 1 {
+		fmt.Fprintln(os.Stderr, "bench/storm: -seeds must be at least 3, -n at least 1, -capacities positive integers separated by commas")
 		os.Exit(2)
 	}
 	start := time.Now()
-	sim := runSimulations(*n, *seeds, *capacity)
+	sim := runSimulations(*n, *seeds, caps)
 	text := sim.markdown(time.Since(start))
 	fmt.Println(text)
 	if *out != "" {
@@ -68,4 +71,16 @@ func main() {
 			os.Exit(1)
 		}
 	}
+}
+
+func parseCapacities(s string) ([]int, error) {
+	var caps []int
+	for _, f := range strings.Split(s, ",") {
+		c, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || c < 1 {
+			return nil, fmt.Errorf("capacity %q is not a positive integer", f)
+		}
+		caps = append(caps, c)
+	}
+	return caps, nil
 }
