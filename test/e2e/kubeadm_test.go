@@ -171,6 +171,25 @@ func TestKubeadmTokens(t *testing.T) {
 		}
 	})
 
+	// kubeadm parses a bound token's binding group (kubeadm's group
+	// validation) and lists it as an extra group.
+	t.Run("a bound tlsboot token in kubeadm", func(t *testing.T) {
+		r := run(t, tlsbootBin, "token", "create", "--kubeconfig", c.AdminKubeconfig, "--node-name", "node-1.rack-4.example.com")
+		if r.code != 0 {
+			t.Fatalf("tlsboot token create --node-name: %s", r)
+		}
+		tok, err := token.Parse(strings.TrimSpace(r.stdout))
+		if err != nil {
+			t.Fatalf("tlsboot token create printed %q: %v", r.stdout, err)
+		}
+		ours := tlsbootTokens(t, c.AdminKubeconfig)[tok.ID]
+		theirs, ok := kubeadmTokens(t, kubeadm, c.AdminKubeconfig)[tok.ID]
+		if !ok || ours.Node != "node-1.rack-4.example.com" || len(ours.Groups) < 2 || !slices.Equal(theirs.Groups, ours.Groups) ||
+			theirs.Expires == nil || ours.Expires == nil || !theirs.Expires.Equal(*ours.Expires) {
+			t.Fatalf("kubeadm sees %+v (listed: %v), tlsboot %+v", theirs, ok, ours)
+		}
+	})
+
 	t.Run("a kubeadm join command with tlsboot join", func(t *testing.T) {
 		r := run(t, kubeadm, "token", "create", "--kubeconfig", c.AdminKubeconfig, "--print-join-command", "--description", "from kubeadm")
 		if r.code != 0 {
