@@ -1,10 +1,15 @@
 // Command agent measures the idle cost of `tlsboot run`: it starts a local
 // control plane (internal/testcluster) whose signer issues 24h
-// certificates, runs the agent until it has bootstrapped and is ready,
-// then leaves it idle for -idle and reads, from /proc, the CPU time it used
-// while idle and its resident memory.
+// certificates, runs side by side `tlsboot run`, `tlsboot run` with the
+// release of its executable's pages turned off (TLSBOOT_RELEASE_EXECUTABLE=0)
+// and the kubelet's own certificate manager (hack/controlplane's
+// kubelet-agent) until all have bootstrapped, leaves them idle for -idle and
+// reads, from /proc, the CPU time each used while idle and its resident
+// memory, split by what backs it; then it scrapes the agent's /metrics once
+// and reads its memory again. It repeats this -runs times, each on a fresh
+// control plane, and reports the medians and every run's raw numbers.
 //
-//	go run ./bench/agent -idle 60s -out BENCHMARKS.md
+//	go run ./bench/agent -bin bin/tlsboot -idle 60s -runs 3 -out BENCHMARKS.md
 package main
 
 import (
@@ -19,12 +24,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
+	"github.com/tlsboot/tlsboot/internal/agent"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
 
@@ -33,22 +40,55 @@ import (
 const clockTicks = 100
 
 func main() {
-	idle := flag.Duration("idle", 60*time.Second, "how long to leave the agent idle")
-	bin := flag.String("bin", "", "tlsboot binary (default: build one)")
+	idle := flag.Duration("idle", 60*time.Second, "how long to leave the agents idle in each run")
+	bin := flag.String("bin", "", "tlsboot binary (default: build one as `make build` does)")
+	runs := flag.Int("runs", 3, "runs, each on a fresh control plane (medians are reported)")
 	out := flag.String("out", "", "write a Markdown section to this file (default: stdout only)")
 	flag.Parse()
-	if err := run(*bin, *idle, *out); err != nil {
+	if *runs < 1 {
+		fmt.Fprintln(os.Stderr, "bench/agent: -runs must be at least 1")
+		os.Exit(2)
+	}
+	if err := run(*bin, *idle, *runs, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/agent:", err)
 		os.Exit(1)
 	}
 }
 
+// sample is what /proc says about one process at one instant.
 type sample struct {
 	cpu      time.Duration // utime + stime
-	rss, hwm int64         // kB
+	rss, hwm int64         // kB, VmRSS and VmHWM
+	mem      breakdown
 }
 
-func run(bin string, idle time.Duration, out string) error {
+// breakdown splits the resident set (kB) by what backs it, from
+// /proc/PID/smaps: the executable's code, its read-only data (type
+// information, tables, string constants), its writable data and BSS, and
+// anonymous memory (the Go heap, goroutine stacks, runtime structures).
+type breakdown struct {
+	text, rodata, data, anon, other int64
+}
+
+// The processes measured in each run, in this order.
+const (
+	tlsboot   = iota // tlsboot run
+	noRelease        // tlsboot run, TLSBOOT_RELEASE_EXECUTABLE=0
+	kubelet          // kubelet-agent
+	nProcs
+)
+
+var procNames = [nProcs]string{"tlsboot run", "tlsboot run, executable not released", "kubelet code"}
+
+// result is one run: the idle CPU time and the final sample of each
+// process, and the agent's memory after one scrape of its /metrics.
+type result struct {
+	cpu     [nProcs]time.Duration
+	end     [nProcs]sample
+	scraped sample
+}
+
+func run(bin string, idle time.Duration, runs int, out string) error {
 	dir, err := os.MkdirTemp("", "tlsboot-bench-agent-")
 	if err != nil {
 		return err
@@ -56,43 +96,141 @@ func run(bin string, idle time.Duration, out string) error {
 	defer os.RemoveAll(dir)
 	if bin == "" {
 		bin = filepath.Join(dir, "tlsboot")
-		if err := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/tlsboot").Run(); err != nil {
+		build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/tlsboot")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0")
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
 			return fmt.Errorf("building tlsboot: %w", err)
 		}
 	}
+	// As an installed binary is, and as the kernel needs to release its
+	// pages: written back to disk, not dirty in the page cache.
+	if err := syncFile(bin); err != nil {
+		return err
+	}
+	var results []result
+	for i := range runs {
+		fmt.Fprintf(os.Stderr, "run %d/%d: both agents idle for %v...\n", i+1, runs, idle)
+		r, err := once(bin, idle, filepath.Join(dir, strconv.Itoa(i)))
+		if err != nil {
+			return fmt.Errorf("run %d: %w", i+1, err)
+		}
+		results = append(results, r)
+	}
+	info, err := os.Stat(bin)
+	if err != nil {
+		return err
+	}
+	return report(out, idle, info.Size(), results)
+}
+
+// once runs the three processes on a fresh control plane and measures them.
+func once(bin string, idle time.Duration, dir string) (result, error) {
+	var r result
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := testcluster.Start(ctx, testcluster.Options{SigningDuration: 24 * time.Hour})
 	if err != nil {
-		return err
+		return r, err
 	}
 	defer c.Stop()
-	cmd, url, err := startAgent(bin, c, filepath.Join(dir, "tlsboot"))
-	if err != nil {
-		return err
+	var cmds [nProcs]*exec.Cmd
+	defer func() {
+		for _, cmd := range cmds {
+			if cmd != nil {
+				cmd.Process.Signal(syscall.SIGTERM)
+				cmd.Wait()
+			}
+		}
+	}()
+	var urls [nProcs]string
+	// The second agent runs a copy of the binary: the kernel releases
+	// only pages that no other process maps, and two processes of one
+	// file share its pages.
+	copied := filepath.Join(dir, "tlsboot-copy")
+	if err := copyFile(bin, copied); err != nil {
+		return r, err
 	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	peer, err := startPeer(filepath.Join(c.BinDir(), "kubelet-agent"), c, filepath.Join(dir, "kubelet"))
-	if err != nil {
-		return err
+	for _, i := range []int{tlsboot, noRelease} {
+		exe, env := bin, []string(nil)
+		if i == noRelease {
+			exe, env = copied, []string{agent.ReleaseExecutableEnv + "=0"}
+		}
+		if cmds[i], urls[i], err = startAgent(exe, env, c, filepath.Join(dir, strconv.Itoa(i))); err != nil {
+			return r, err
+		}
 	}
-	defer func() { peer.Process.Signal(syscall.SIGTERM); peer.Wait() }()
-	if err := waitReady(url, time.Minute); err != nil {
-		return err
+	if cmds[kubelet], err = startPeer(filepath.Join(c.BinDir(), "kubelet-agent"), c, filepath.Join(dir, "kubelet")); err != nil {
+		return r, err
+	}
+	for _, i := range []int{tlsboot, noRelease} {
+		if err := waitReady(urls[i], time.Minute); err != nil {
+			return r, err
+		}
 	}
 	// Let start-up work (bootstrap, first GC) settle before measuring.
 	time.Sleep(2 * time.Second)
-	pids := []int{cmd.Process.Pid, peer.Process.Pid}
+	var pids []int
+	for _, cmd := range cmds {
+		pids = append(pids, cmd.Process.Pid)
+	}
 	before, err := readAll(pids)
 	if err != nil {
-		return err
+		return r, err
 	}
 	time.Sleep(idle)
 	after, err := readAll(pids)
 	if err != nil {
+		return r, err
+	}
+	for i := range pids {
+		r.cpu[i] = after[i].cpu - before[i].cpu
+		r.end[i] = after[i]
+	}
+	if err := scrape(urls[tlsboot]); err != nil {
+		return r, err
+	}
+	r.scraped, err = read(pids[tlsboot])
+	return r, err
+}
+
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
 		return err
 	}
-	return report(out, idle, before, after)
+	defer f.Close()
+	return f.Sync()
+}
+
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(to), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(to, data, 0o755); err != nil {
+		return err
+	}
+	return syncFile(to)
+}
+
+// scrape reads the agent's /metrics as Prometheus would.
+func scrape(url string) error {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/metrics: %s", url, resp.Status)
+	}
+	return nil
 }
 
 func readAll(pids []int) ([]sample, error) {
@@ -131,10 +269,11 @@ func startPeer(bin string, c *testcluster.Cluster, dir string) (*exec.Cmd, error
 	return nil, errors.New("kubelet-agent exited before it had a certificate")
 }
 
-func startAgent(bin string, c *testcluster.Cluster, dir string) (*exec.Cmd, string, error) {
+func startAgent(bin string, env []string, c *testcluster.Cluster, dir string) (*exec.Cmd, string, error) {
 	cmd := exec.Command(bin, "run", "--bootstrap-kubeconfig", c.BootstrapKubeconfig,
 		"--kubeconfig", filepath.Join(dir, "kubelet.conf"), "--cert-dir", filepath.Join(dir, "pki"),
-		"--node-name", "bench-node", "--metrics-bind-address", "127.0.0.1:0")
+		"--node-name", "bench-node-"+filepath.Base(dir), "--metrics-bind-address", "127.0.0.1:0")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -194,33 +333,147 @@ func read(pid int) (sample, error) {
 			s.hwm, _ = strconv.ParseInt(strings.Fields(v)[0], 10, 64)
 		}
 	}
-	return s, nil
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return s, err
+	}
+	s.mem, err = readSmaps(pid, exe)
+	return s, err
 }
 
-func report(out string, idle time.Duration, before, after []sample) error {
-	cpu := func(i int) time.Duration { return after[i].cpu - before[i].cpu }
-	pct := func(i int) float64 { return 100 * cpu(i).Seconds() / idle.Seconds() }
-	mib := func(kb int64) float64 { return float64(kb) / 1024 }
-	text := fmt.Sprintf(`## Agent: idle cost of `+"`tlsboot run`"+` vs the kubelet's certificate manager
+// readSmaps sums the Rss of pid's mappings by kind (see breakdown).
+func readSmaps(pid int, exe string) (breakdown, error) {
+	var b breakdown
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return b, err
+	}
+	defer f.Close()
+	var kind *int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) == 0 {
+			continue
+		}
+		if v, ok := strings.CutSuffix(fields[0], ":"); ok {
+			if v == "Rss" && kind != nil && len(fields) > 1 {
+				n, _ := strconv.ParseInt(fields[1], 10, 64)
+				*kind += n
+			}
+			continue
+		}
+		// A mapping's header: address perms offset dev inode [path].
+		perms, path := fields[1], ""
+		if len(fields) > 5 {
+			path = fields[5]
+		}
+		switch {
+		case path == exe && strings.HasPrefix(perms, "r-x"):
+			kind = &b.text
+		case path == exe && strings.HasPrefix(perms, "r--"):
+			kind = &b.rodata
+		case path == exe:
+			kind = &b.data
+		case path == "" || path == "[heap]" || path == "[stack]":
+			kind = &b.anon
+		default:
+			kind = &b.other
+		}
+	}
+	return b, sc.Err()
+}
 
-Command: `+"`go run ./bench/agent -idle %v -out BENCHMARKS.md`"+`. One local control plane issuing 24h
-certificates; `+"`tlsboot run`"+` (metrics endpoint on, not scraped) and the kubelet's own client
+func median[T int64 | time.Duration](xs []T) T {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func report(out string, idle time.Duration, binSize int64, rs []result) error {
+	mib := func(kb int64) float64 { return float64(kb) / 1024 }
+	// med returns the median over the runs of f of each process's sample.
+	med := func(f func(sample) int64) (m [nProcs]int64) {
+		for i := range nProcs {
+			var xs []int64
+			for _, r := range rs {
+				xs = append(xs, f(r.end[i]))
+			}
+			m[i] = median(xs)
+		}
+		return m
+	}
+	var cpu [nProcs]time.Duration
+	for i := range nProcs {
+		var xs []time.Duration
+		for _, r := range rs {
+			xs = append(xs, r.cpu[i])
+		}
+		cpu[i] = median(xs)
+	}
+	var scraped []int64
+	for _, r := range rs {
+		scraped = append(scraped, r.scraped.rss)
+	}
+	pct := func(d time.Duration) float64 { return 100 * d.Seconds() / idle.Seconds() }
+	rss := med(func(s sample) int64 { return s.rss })
+	hwm := med(func(s sample) int64 { return s.hwm })
+	ratio := func(m [nProcs]int64, i int) float64 { return float64(m[i]) / float64(m[kubelet]) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `## Agent: idle cost of `+"`tlsboot run`"+` vs the kubelet's certificate manager
+
+Command: `+"`go run ./bench/agent -bin bin/tlsboot -idle %v -runs %d -out BENCHMARKS.md`"+` after `+"`make build`"+`
+(-trimpath -ldflags '-s -w'; the binary is %.1f MiB). Each run starts a fresh local control plane
+issuing 24h certificates and three processes side by side, each bootstrapping its own node: `+"`tlsboot run`"+`
+(metrics endpoint on, not scraped while idle); the same with `+"`TLSBOOT_RELEASE_EXECUTABLE=0`"+` (the
+executable's pages are not released after start-up and rotations, see below); and the kubelet's own client
 certificate path (`+"`kubelet-agent`"+`: bootstrap.LoadClientConfig, the kubelet's client certificate
 manager on client-go's util/certificate, UpdateTransport — as cmd/kubelet/app starts it; no HTTP
-server) both bootstrap a node, then both idle for the same period. Figures from /proc/PID/stat and
-/proc/PID/status (CPU in 10 ms ticks).
+server). All idle for the same period. Figures from /proc/PID/stat, /proc/PID/status and
+/proc/PID/smaps (CPU in 10 ms ticks); medians of %d runs; ratios against the kubelet code of the same run.
 
-| measure | tlsboot run | kubelet code | ratio |
+| measure | %s | %s | %s |
 |---|---:|---:|---:|
-| CPU used in %v idle | %v (%.3f%% of a core) | %v (%.3f%% of a core) | %s |
-| RSS at the end (VmRSS) | %.1f MiB | %.1f MiB | %.2f |
-| peak RSS (VmHWM, includes the bootstrap) | %.1f MiB | %.1f MiB | %.2f |
+| CPU used in %v idle | %v (%.3f%%) | %v (%.3f%%) | %v (%.3f%%) |
+| RSS at the end (VmRSS) | **%.1f MiB (%.2f×)** | %.1f MiB (%.2f×) | %.1f MiB |
+| RSS after one /metrics scrape | %.1f MiB (%.2f×) | | |
+| peak RSS (VmHWM, includes the bootstrap) | %.1f MiB (%.2f×) | %.1f MiB (%.2f×) | %.1f MiB |
 
-Goal: RSS under 30 MiB. Measured on %s, %s.
-`, idle, idle, cpu(0), pct(0), cpu(1), pct(1), ratioText(cpu(0), cpu(1)),
-		mib(after[0].rss), mib(after[1].rss), float64(after[0].rss)/float64(after[1].rss),
-		mib(after[0].hwm), mib(after[1].hwm), float64(after[0].hwm)/float64(after[1].hwm),
-		time.Now().UTC().Format("2006-01-02"), machine())
+Where the resident memory is at the end (medians, MiB; /proc/PID/smaps):
+
+| resident | %s | %s | %s |
+|---|---:|---:|---:|
+`, idle, len(rs), float64(binSize)/(1<<20), len(rs),
+		procNames[tlsboot], procNames[noRelease], procNames[kubelet],
+		idle, cpu[tlsboot], pct(cpu[tlsboot]), cpu[noRelease], pct(cpu[noRelease]), cpu[kubelet], pct(cpu[kubelet]),
+		mib(rss[tlsboot]), ratio(rss, tlsboot), mib(rss[noRelease]), ratio(rss, noRelease), mib(rss[kubelet]),
+		mib(median(scraped)), float64(median(scraped))/float64(rss[kubelet]),
+		mib(hwm[tlsboot]), ratio(hwm, tlsboot), mib(hwm[noRelease]), ratio(hwm, noRelease), mib(hwm[kubelet]),
+		procNames[tlsboot], procNames[noRelease], procNames[kubelet])
+	for _, row := range []struct {
+		name string
+		f    func(breakdown) int64
+	}{
+		{"executable code (text)", func(m breakdown) int64 { return m.text }},
+		{"executable read-only data (types, pclntab, tables)", func(m breakdown) int64 { return m.rodata }},
+		{"executable data and BSS", func(m breakdown) int64 { return m.data }},
+		{"anonymous (Go heap, stacks, runtime)", func(m breakdown) int64 { return m.anon }},
+		{"shared libraries (libc, ld.so: cgo), vDSO", func(m breakdown) int64 { return m.other }},
+	} {
+		v := med(func(s sample) int64 { return row.f(s.mem) })
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", row.name, mib(v[tlsboot]), mib(v[noRelease]), mib(v[kubelet]))
+	}
+	fmt.Fprintf(&b, "\nRaw numbers per run (idle CPU; VmRSS; VmHWM; memory in MiB):\n\n| run | %s | %s | %s | RSS ratio | after a scrape |\n|---|---|---|---|---:|---:|\n",
+		procNames[tlsboot], procNames[noRelease], procNames[kubelet])
+	for i, r := range rs {
+		fmt.Fprintf(&b, "| %d |", i+1)
+		for p := range nProcs {
+			fmt.Fprintf(&b, " %v; %.1f; %.1f |", r.cpu[p], mib(r.end[p].rss), mib(r.end[p].hwm))
+		}
+		fmt.Fprintf(&b, " %.2f | %.1f |\n", float64(r.end[tlsboot].rss)/float64(r.end[kubelet].rss), mib(r.scraped.rss))
+	}
+	fmt.Fprintf(&b, "\nGoal: idle RSS at most 0.6× the kubelet code's. Measured on %s, %s.\n", time.Now().UTC().Format("2006-01-02"), machine())
+	text := b.String()
 	fmt.Print(text)
 	if out == "" {
 		return nil

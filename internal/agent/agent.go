@@ -74,6 +74,9 @@ type agent struct {
 	client  *certstore.Store
 	clientM *rotation.Manager
 	hooks   sync.WaitGroup // running on-rotate commands
+	// releaseExecutable adds the executable's pages to what releaseMemory
+	// gives back (ReleaseExecutableEnv).
+	releaseExecutable bool
 }
 
 // Run runs the agent until ctx ends, then returns nil once every goroutine
@@ -87,7 +90,7 @@ func Run(ctx context.Context, opts Options) error {
 	if opts.Bootstrap.CertPrefix == "" {
 		opts.Bootstrap.CertPrefix = bootstrap.DefaultCertPrefix
 	}
-	a := &agent{opts: opts}
+	a := &agent{opts: opts, releaseExecutable: releaseExecutableEnabled()}
 	var err error
 	if a.client, err = openStore(opts.Bootstrap.CertDir, opts.Bootstrap.CertPrefix); err != nil {
 		return err
@@ -104,13 +107,18 @@ func Run(ctx context.Context, opts Options) error {
 
 func (a *agent) run(ctx context.Context, l net.Listener) error {
 	reg := metrics.NewRegistry()
-	hooks := withMemoryRelease(a.withOnRotate(ctx, metrics.NewAgent(reg).Hooks()))
+	hooks := a.withMemoryRelease(ctx, a.withOnRotate(ctx, metrics.NewAgent(reg).Hooks()))
 	ready := make(chan struct{})
 	var readyOnce sync.Once
 	clientHooks := hooks
 	clientHooks.Current = chain(hooks.Current, func(valid bool) {
 		if valid {
-			readyOnce.Do(func() { close(ready) })
+			readyOnce.Do(func() {
+				close(ready)
+				// Start-up is over: what it touched can go (see
+				// releaseMemory).
+				a.releaseMemory(ctx)
+			})
 		}
 	})
 	var err error

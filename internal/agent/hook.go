@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 	"time"
 
@@ -96,19 +95,4 @@ func tail(s string, n int) string {
 		s = "…" + s[len(s)-n:]
 	}
 	return s
-}
-
-// withMemoryRelease returns the heap to the OS after each rotation. A
-// rotation leaves the garbage of TLS handshakes, a watch and JSON decoding
-// that an idle agent will not need until its next deadline, hours away;
-// without this the idle RSS keeps it until the scavenger gets to it.
-func withMemoryRelease(hooks rotation.Hooks) rotation.Hooks {
-	prev := hooks.Rotated
-	hooks.Rotated = func(name string, reason rotation.Reason, issuance time.Duration) {
-		if prev != nil {
-			prev(name, reason, issuance)
-		}
-		debug.FreeOSMemory()
-	}
-	return hooks
 }
