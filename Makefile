@@ -13,9 +13,9 @@ FUZZTIME ?= 30s
 
 all: build
 
-## build: the tlsboot binary in bin/
+## build: the tlsboot binary in bin/ (static: no cgo, so no libc mapped at run time)
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tlsboot ./cmd/tlsboot
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/tlsboot ./cmd/tlsboot
 
 ## controlplane: etcd, kube-apiserver, kube-controller-manager, the kubelet and
 ## fake-cri (and the upstream peers: kubelet-bootstrap, kubelet-agent, kubeadm and
@@ -41,7 +41,7 @@ demo: controlplane build
 bench: controlplane build
 	$(GO) run ./bench/bootstrap -n 41 -out BENCHMARKS.md
 	$(GO) run ./bench/join -n 21 -out BENCHMARKS.md
-	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 60s -out BENCHMARKS.md
+	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 60s -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/approver -n 2000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/fleet -n 1000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/storm -live -out BENCHMARKS.md
