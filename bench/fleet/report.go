@@ -106,20 +106,28 @@ func render(n, runs, sample int, began time.Time, results map[contender][]result
 			fmt.Fprintf(&b, "| %s | %s | %.3f | %.3f |\n", who, key, med(t, f), med(k, f))
 		}
 	}
-	b.WriteString("\nReading the figures:\n\n" +
-		"- Nodes finish at a steady rate, not all at once: the approving and signing side is the bottleneck, not the nodes or the API server " +
-		"(kube-apiserver used well under one of the two CPUs). kube-controller-manager's client is rate-limited to its default `--kube-api-qps=20`: " +
-		"its signer writes one status UPDATE per CSR, so with `tlsboot approver` (one PATCH per CSR, its SubjectAccessReview answers cached per requester, " +
-		"and the fleet shares one requester) nodes are signed at about 20 per second; with `csrapproving` each CSR also costs a SubjectAccessReview and an " +
-		"approval UPDATE from the same rate-limited client, about 10 per second. Both control planes run with default flags.\n" +
+	rate := func(rs []result) float64 {
+		return med(rs, func(r result) float64 { return float64(r.n) / secs(r.wall) })
+	}
+	apiShare := func(rs []result) float64 {
+		return 100 * med(rs, func(r result) float64 { return r.apiCPU / secs(r.wall) })
+	}
+	fmt.Fprintf(&b, "\nReading the figures:\n\n"+
+		"- Nodes finish at a steady rate, not all at once: the approving and signing side is the bottleneck, not the nodes or the API server "+
+		"(kube-apiserver used %.0f%% and %.0f%% of one CPU on average). kube-controller-manager's client is rate-limited to its default `--kube-api-qps=20`, "+
+		"and its signer writes one status UPDATE per CSR: with `tlsboot approver` (one PATCH per CSR; its SubjectAccessReview answers are cached per requester, "+
+		"and the fleet shares one) nodes were signed at %.1f per second; with `csrapproving`, each CSR also costs a SubjectAccessReview and an "+
+		"approval UPDATE from the same rate-limited client: %.1f per second. Both control planes run with default flags.\n",
+		apiShare(t), apiShare(k), rate(t), rate(k))
+	b.WriteString(
 		"- No node LISTs all CSRs. tlsboot's nodes watch their own CSR by name from the resource version the create returned (no LIST at all); the kubelet's " +
-		"list then watch their own CSR by name (client-go's informer).\n" +
-		"- 429s come from API Priority and Fairness: the bootstrap token's requests fall in the `global-default` flow schema. client-go retries a 429 that carries " +
-		"Retry-After after that many seconds (at most 10 times per call); what still fails is retried by the node's own backoff (tlsboot: 0.5 s doubling to 30 s, " +
-		"20% jitter; the informer's: 0.8 s doubling to 30 s, jittered). A `GET /healthz 500` is the API server reporting itself unhealthy under the burst; tlsboot " +
-		"probes again after 2 s ± 20% for at most a minute, then creates its CSR anyway.\n" +
-		"- Each fleet is one process, so client-go's transport cache gives all its nodes the same HTTP/2 connections: the TLS handshakes of N real machines " +
-		"are not in these figures, for either contender.\n")
+			"list then watch their own CSR by name (client-go's informer).\n" +
+			"- 429s come from API Priority and Fairness: the bootstrap token's requests fall in the `global-default` flow schema. client-go retries a 429 that carries " +
+			"Retry-After after exactly that many seconds (at most 10 times per call); what still fails is retried by the node's own backoff (tlsboot's CSR create: 0.5 s doubling to 30 s, " +
+			"20% jitter, and never sooner than the server's Retry-After, plus up to 20%; the informer's: 0.8 s doubling to 30 s, jittered). A `GET /healthz 500` is the API server reporting itself unhealthy under the burst; tlsboot " +
+			"probes again after 2 s ± 20% for at most a minute, then creates its CSR anyway.\n" +
+			"- Each fleet is one process, so client-go's transport cache gives all its nodes the same HTTP/2 connections: the TLS handshakes of N real machines " +
+			"are not in these figures, for either contender.\n")
 	b.WriteString("\nRaw runs:\n\n```\n")
 	for _, who := range []contender{tlsbootApprover, kubeletKCM} {
 		for i, r := range results[who] {
