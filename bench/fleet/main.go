@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -56,7 +57,7 @@ func run(ctx context.Context, n, runs, sample int, tlsboot, out string) error {
 	if err != nil {
 		return err
 	}
-	began := time.Now()
+	began, loadBefore := time.Now(), loadAvg()
 	results := map[contender][]result{}
 	for i := range runs {
 		order := []contender{tlsbootApprover, kubeletKCM}
@@ -72,10 +73,24 @@ func run(ctx context.Context, n, runs, sample int, tlsboot, out string) error {
 			results[who] = append(results[who], r)
 		}
 	}
-	report := render(n, runs, sample, began, results)
+	report := render(n, runs, sample, began, results, loadBefore, loadAvg())
 	fmt.Print(report)
 	if out != "" {
 		return mdsection.Update(out, "bench/fleet", report)
 	}
 	return nil
+}
+
+// loadAvg is the machine's 1, 5 and 15 minute load averages, to tell
+// readers whether the benchmark had the machine to itself.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }

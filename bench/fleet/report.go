@@ -45,12 +45,13 @@ func med(rs []result, f func(result) float64) float64 {
 
 func secs(d time.Duration) float64 { return d.Seconds() }
 
-func render(n, runs, sample int, began time.Time, results map[contender][]result) string {
+func render(n, runs, sample int, began time.Time, results map[contender][]result, loadBefore, loadAfter string) string {
 	t, k := results[tlsbootApprover], results[kubeletKCM]
 	var b strings.Builder
 	b.WriteString("## Fleet bootstrap: 1 control plane, every node at the same moment\n\n")
-	fmt.Fprintf(&b, "Command: `make bench` (`go run ./bench/fleet -n %d -runs %d -out BENCHMARKS.md`), run %s on %d CPUs (%s), Go %s, control plane %s.\n\n",
-		n, runs, began.UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel(), strings.TrimPrefix(runtime.Version(), "go"), testcluster.Version)
+	fmt.Fprintf(&b, "Command: `make bench` (`go run ./bench/fleet -n %d -runs %d -out BENCHMARKS.md`), run %s on %d CPUs (%s), Go %s, control plane %s; "+
+		"load averages (1, 5, 15 min) %s at the start and %s at the end (well above the number of CPUs, they mean other work shared the machine).\n\n",
+		n, runs, began.UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel(), strings.TrimPrefix(runtime.Version(), "go"), testcluster.Version, loadBefore, loadAfter)
 	fmt.Fprintf(&b, "Each run starts a fresh control plane (etcd, kube-apiserver, kube-controller-manager with csrsigning, csrcleaner, bootstrapsigner and tokencleaner), "+
 		"bootstraps one warm-up node, then releases %d nodes at once from one fleet process: one goroutine per node, each with its own directory, key, "+
 		"certificate store and kubeconfig and its own name (`fleet-<i>`, so `system:node:fleet-<i>`), all sharing one bootstrap token, as a real fleet "+
