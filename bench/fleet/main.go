@@ -33,6 +33,10 @@ func main() {
 	out := flag.String("out", "", "update this markdown file's fleet section (default: print only)")
 	tlsboot := flag.String("tlsboot", "bin/tlsboot", "tlsboot binary (its approver)")
 	sample := flag.Int("verify-sample", 50, "nodes whose kubeconfig is also used to authenticate (every kubeconfig is parsed and checked offline)")
+	flag.Func("kcm-arg", "extra kube-controller-manager flag for both contenders, such as --kube-api-qps=100 (repeatable; the report says so)", func(v string) error {
+		kcmArgs = append(kcmArgs, v)
+		return nil
+	})
 	child := flag.Bool("child", false, "internal: run the tlsboot fleet in this process and print its report")
 	dir := flag.String("dir", "", "internal (-child): directory of the nodes")
 	boot := flag.String("bootstrap-kubeconfig", "", "internal (-child): the shared bootstrap kubeconfig")
@@ -51,6 +55,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// kcmArgs are extra kube-controller-manager flags (-kcm-arg).
+var kcmArgs []string
 
 func run(ctx context.Context, n, runs, sample int, tlsboot, out string) error {
 	self, err := os.Executable()

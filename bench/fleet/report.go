@@ -118,8 +118,8 @@ func render(n, runs, sample int, began time.Time, results map[contender][]result
 		"(kube-apiserver used %.0f%% and %.0f%% of one CPU on average). kube-controller-manager's client is rate-limited to its default `--kube-api-qps=20`, "+
 		"and its signer writes one status UPDATE per CSR: with `tlsboot approver` (one PATCH per CSR; its SubjectAccessReview answers are cached per requester, "+
 		"and the fleet shares one) nodes were signed at %.1f per second; with `csrapproving`, each CSR also costs a SubjectAccessReview and an "+
-		"approval UPDATE from the same rate-limited client: %.1f per second. Both control planes run with default flags.\n",
-		apiShare(t), apiShare(k), rate(t), rate(k))
+		"approval UPDATE from the same rate-limited client: %.1f per second. %s\n",
+		apiShare(t), apiShare(k), rate(t), rate(k), kcmFlags())
 	b.WriteString(
 		"- No node LISTs all CSRs. tlsboot's nodes watch their own CSR by name from the resource version the create returned (no LIST at all); the kubelet's " +
 			"list then watch their own CSR by name (client-go's informer).\n" +
@@ -180,4 +180,12 @@ func cpuModel() string {
 		}
 	}
 	return "unknown CPU"
+}
+
+// kcmFlags says which flags kube-controller-manager ran with.
+func kcmFlags() string {
+	if len(kcmArgs) == 0 {
+		return "Both control planes run with default flags."
+	}
+	return "In these runs kube-controller-manager also had `" + strings.Join(kcmArgs, " ") + "`."
 }

@@ -76,8 +76,9 @@ func runOnce(ctx context.Context, who contender, n, sample int, self, tlsboot st
 		controllers = append(controllers, "csrapproving")
 	}
 	c, err := testcluster.Start(ctx, testcluster.Options{
-		Controllers:        controllers,
-		ExtraAPIServerArgs: []string{"--audit-policy-file=" + policy, "--audit-log-path=" + auditLog},
+		Controllers:                controllers,
+		ExtraAPIServerArgs:         []string{"--audit-policy-file=" + policy, "--audit-log-path=" + auditLog},
+		ExtraControllerManagerArgs: kcmArgs,
 	})
 	if err != nil {
 		return result{}, err
