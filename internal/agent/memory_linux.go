@@ -14,7 +14,10 @@ import (
 // executable's read-only mappings (code, read-only data), with
 // madvise(MADV_PAGEOUT), and returns how many bytes those mappings span.
 // Writable mappings are left alone. Pages the process uses again are read
-// back from the file on access.
+// back from the file on access; MADV_RANDOM first makes each such fault
+// read and map that page alone, where read-ahead and fault-around would
+// bring back tens of kilobytes around each one and undo most of the
+// release within a few faults.
 func releaseExecutable() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
