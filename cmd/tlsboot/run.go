@@ -103,7 +103,9 @@ The kubeconfig points at <cert-dir>/<prefix>-current.pem, so a rotation needs no
 With --serving-cert it also keeps a kubelet serving certificate (<cert-dir>/kubelet-server-current.pem)
 for the host name and --node-ip addresses; an operator or approver must approve those CSRs.
 
-SIGHUP renews every certificate now. Between deadlines the agent sleeps.`,
+SIGHUP renews every certificate now. Between deadlines the agent sleeps, having given back to the
+OS the memory start-up and the last rotation used, its executable's pages included (set
+TLSBOOT_RELEASE_EXECUTABLE=0 to keep those resident; see the operator guide, Memory).`,
 		Example: `  tlsboot run --bootstrap-kubeconfig /etc/kubernetes/bootstrap-kubelet.conf \
     --kubeconfig /etc/kubernetes/kubelet.conf --cert-dir /var/lib/kubelet/pki \
     --serving-cert --node-ip 10.0.0.5 --on-rotate 'systemctl reload my-agent'
