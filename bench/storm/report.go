@@ -19,7 +19,7 @@ var lifetimes = []struct {
 	name string
 	ttl  time.Duration
 }{
-	{"1 year (kube-controller-manager's default --cluster-signing-duration)", 365 * 24 * time.Hour},
+	{"1 year", 365 * 24 * time.Hour},
 	{"24 hours", 24 * time.Hour},
 }
 
@@ -141,7 +141,9 @@ func (s *simulations) markdown(took time.Duration) string {
 	b.WriteString("\nBoth policies draw the renewal point uniformly in the same 70–90% band, so a fleet created in one minute " +
 		"renews over 20% of the lifetime from the first wave on, and the waves keep widening (the draws add up) until they merge. " +
 		"The two differ only in where the lifetime starts (tlsboot: when the certificate was stored; client-go: the backdated NotBefore), " +
-		"which moves every deadline by at most 5 minutes and changes neither the spread nor the peaks beyond seed noise.\n\n")
+		"which moves every deadline by at most 5 minutes and changes neither the spread nor the peaks beyond seed noise. " +
+		"1 year is kube-controller-manager's default `--cluster-signing-duration`; 24 hours is a common shorter choice. " +
+		"For scale: the bootstrap of the same fleet, within one minute, is about 200 CSR creates per second.\n\n")
 
 	b.WriteString("### Recovery after an outage longer than the certificate lifetime\n\n")
 	fmt.Fprintf(&b, "%d nodes whose client certificates expired power on — all at the same instant, or uniformly within one minute — "+
