@@ -42,7 +42,7 @@ func WriteFile(name string, data []byte, perm os.FileMode) (err error) {
 	if err = f.Chmod(perm); err != nil {
 		return err
 	}
-	if _, err = f.Write(data); err != nil {
+	if _, err = write(f, data); err != nil {
 		return err
 	}
 	if err = f.Sync(); err != nil {
@@ -70,7 +70,7 @@ func Symlink(target, name string) error {
 	var tmp string
 	for tries := 0; ; tries++ {
 		tmp = filepath.Join(dir, "."+base+".tmp-link-"+randomSuffix())
-		err := os.Symlink(target, tmp)
+		err := symlink(target, tmp)
 		if err == nil {
 			break
 		}
@@ -84,6 +84,15 @@ func Symlink(target, name string) error {
 	}
 	return SyncDir(dir)
 }
+
+// write and symlink are the two calls that take space on the file system.
+// They are variables only so that tests without root, which cannot fill a
+// small tmpfs, can inject ENOSPC (TestWriteFailures); nothing else sets
+// them.
+var (
+	write   = (*os.File).Write
+	symlink = os.Symlink
+)
 
 // randomSuffix returns 12 random hex digits.
 func randomSuffix() string {
