@@ -57,7 +57,9 @@ func render(n, runs, sample int, began time.Time, results map[contender][]result
 		"certificate store and kubeconfig and its own name (`fleet-<i>`, so `system:node:fleet-<i>`), all sharing one bootstrap token, as a real fleet "+
 		"shares its kubeadm token. The contenders alternate which goes first:\n\n", n)
 	b.WriteString("- **tlsboot**: `bootstrap.Run` per node (this program re-run with `-child`), approved by `tlsboot approver` (the real binary; default flags but " +
-		"`--kubeconfig` (the cluster admin's: there is no in-cluster configuration) and `--metrics-bind-address 127.0.0.1:0`).\n")
+		"`--kubeconfig` (the cluster admin's: there is no in-cluster configuration) and `--metrics-bind-address 127.0.0.1:0`). " +
+		"Its default checks approve these nodes and nothing was relaxed: the CSR's shape (kubelet client signer, `CN=system:node:<name>`, `O=system:nodes`, client usages), " +
+		"the requester's `nodeclient` permission by SubjectAccessReview (kubeadm's binding for the token's group), and no live Node of that name (the fleet's Nodes do not exist yet).\n")
 	b.WriteString("- **kubelet**: the kubelet's `LoadClientCert` per node (the `kubelet-fleet` peer from `hack/controlplane`), approved by kube-controller-manager's `csrapproving`.\n\n")
 	fmt.Fprintf(&b, "A node's join time runs from the release to its kubeconfig being written. \"All usable\" is the time until the last node's kubeconfig was written; "+
 		"afterwards every kubeconfig is loaded and checked offline (certificate and key pair, chain to the cluster CA, client auth, `CN=system:node:<name>`, `O=system:nodes`) "+
