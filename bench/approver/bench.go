@@ -7,6 +7,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"os"
+	"runtime/pprof"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +40,8 @@ type result struct {
 	createAll  time.Duration // the burst of creates
 	approveAll time.Duration // from the first create to the last approval seen
 	requests   apimetrics.Counts
+	events     int    // Events the approver recorded (core/v1 view)
+	cpu        cpuUse // CPU-seconds from the first create to the end of the Events
 	wrong      []string
 	sar        string // the approver's own view of its permission checks
 }
@@ -44,8 +49,9 @@ type result struct {
 func (r result) rate() float64 { return float64(r.n) / r.approveAll.Seconds() }
 
 func (r result) summary() string {
-	return fmt.Sprintf("approved %d in %s (%.1f/s), burst created in %s, %.2f API requests per CSR, %d wrong decisions",
-		r.n, r.approveAll.Round(time.Millisecond), r.rate(), r.createAll.Round(time.Millisecond), r.requests.Total()/float64(r.n), len(r.wrong))
+	return fmt.Sprintf("approved %d in %s (%.1f/s), burst created in %s, %.2f API requests per CSR, %d Events, CPU-s etcd %.1f apiserver %.1f approver %.1f, %d wrong decisions",
+		r.n, r.approveAll.Round(time.Millisecond), r.rate(), r.createAll.Round(time.Millisecond), r.requests.Total()/float64(r.n), r.events,
+		r.cpu.etcd, r.cpu.apiserver, r.cpu.approver, len(r.wrong))
 }
 
 // item is one CSR of the burst and who creates it.
@@ -54,9 +60,20 @@ type item struct {
 	client kubernetes.Interface
 }
 
-func benchOnce(ctx context.Context, who contender, n int, bin string, workers int) (result, error) {
+// setup is what a contender needs besides the cluster.
+type setup struct {
+	bin            string // the tlsboot binary
+	workers        int    // tlsboot approver --workers
+	ceilingWorkers int
+	qps            int // --kube-api-qps of tlsboot-qps (burst: twice)
+	qpsWorkers     int // --workers of tlsboot-qps
+	inprocQPS      int // the same for the in-process approvers
+	cpuProfile     string
+}
+
+func benchOnce(ctx context.Context, who contender, n int, s setup) (result, error) {
 	controllers := []string{"csrcleaner"}
-	if who == "kcm" {
+	if who == kcm {
 		controllers = []string{"csrapproving", "csrcleaner"}
 	}
 	c, err := testcluster.Start(ctx, testcluster.Options{Controllers: controllers})
@@ -68,23 +85,65 @@ func benchOnce(ctx context.Context, who contender, n int, bin string, workers in
 	if err != nil {
 		return result{}, err
 	}
+	pids := controlPlanePIDs(c.Dir())
+	meter := cpuMeter{etcd: pids["etcd"], apiserver: pids["kube-apiserver"]}
 	var ap *approverProc
-	if who == "tlsboot" {
-		if ap, err = startApprover(ctx, bin, c, workers); err != nil {
+	switch who {
+	case kcm:
+		meter.approver = pids["kube-controller-manager"]
+	case tlsboot, tlsbootQPS:
+		workers, extra := s.workers, []string(nil)
+		if who == tlsbootQPS {
+			workers, extra = s.qpsWorkers, []string{"--kube-api-qps", strconv.Itoa(s.qps), "--kube-api-burst", strconv.Itoa(2 * s.qps)}
+		}
+		if ap, err = startApprover(ctx, s.bin, c, workers, extra...); err != nil {
 			return result{}, err
 		}
 		defer ap.stop()
+		meter.approver = ap.cmd.Process.Pid
+	case ceiling, ceilingPatch:
+		a, err := startCeiling(ctx, c, s.ceilingWorkers, who == ceilingPatch)
+		if err != nil {
+			return result{}, err
+		}
+		defer a.stop()
+		meter.approver = os.Getpid()
+	default:
+		p, err := startInProcess(ctx, c, who, s)
+		if err != nil {
+			return result{}, err
+		}
+		defer p.stop()
+		meter.approver = os.Getpid()
+		if s.cpuProfile != "" {
+			f, err := os.Create(s.cpuProfile + "." + string(who))
+			if err != nil {
+				return result{}, err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return result{}, err
+			}
+			defer pprof.StopCPUProfile()
+		}
 	}
-	return measure(ctx, c, who, n, items, ap)
+	r, err := measure(ctx, c, who, n, items, meter)
+	if err != nil {
+		return result{}, err
+	}
+	if ap != nil {
+		r.sar = ap.sarCounts(ctx)
+	}
+	return r, nil
 }
 
-func measure(ctx context.Context, c *testcluster.Cluster, who contender, n int, items []item, ap *approverProc) (result, error) {
+func measure(ctx context.Context, c *testcluster.Cluster, who contender, n int, items []item, meter cpuMeter) (result, error) {
 	adminClient, err := c.AdminClient()
 	if err != nil {
 		return result{}, err
 	}
 	wantDenied := 0
-	if who == "tlsboot" {
+	if who.decides() {
 		wantDenied = countPrefix(items, wrongO)
 	}
 	tr, err := track(ctx, adminClient, n, wantDenied)
@@ -96,20 +155,25 @@ func measure(ctx context.Context, c *testcluster.Cluster, who contender, n int, 
 	if err != nil {
 		return result{}, err
 	}
+	cpuBefore := meter.sample()
 	start := time.Now()
 	if err := createAll(ctx, items); err != nil {
 		return result{}, err
 	}
 	r := result{n: n, createAll: time.Since(start)}
-	if err := tr.wait(ctx, 10*time.Minute); err != nil {
+	timeout := 2 * time.Minute
+	if who == kcm {
+		timeout = 10 * time.Minute // about 10 approvals per second
+	}
+	if err := tr.wait(ctx, timeout); err != nil {
 		return result{}, err
 	}
 	r.approveAll = tr.last.Sub(start)
-	if ap != nil {
-		// Events are written asynchronously after each decision; count
-		// them in the requests, as they are part of the approver's cost.
-		waitEvents(ctx, adminClient, n+wantDenied)
-	}
+	// Events are written asynchronously after each decision; count
+	// them in the requests, as they are part of the approver's cost.
+	want, lossy := who.eventsWanted(n, wantDenied)
+	r.events = waitEvents(ctx, adminClient, want, lossy)
+	r.cpu = meter.sample().sub(cpuBefore)
 	after, err := apimetrics.Scrape(ctx, adminClient)
 	if err != nil {
 		return result{}, err
@@ -118,9 +182,6 @@ func measure(ctx context.Context, c *testcluster.Cluster, who contender, n int, 
 	delete(r.requests, "LIST events") // waitEvents' own polling
 	if r.wrong, err = check(ctx, adminClient, who); err != nil {
 		return result{}, err
-	}
-	if ap != nil {
-		r.sar = ap.sarCounts(ctx)
 	}
 	return r, nil
 }

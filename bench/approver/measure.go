@@ -20,52 +20,52 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
 
-// tracker watches CSRs and notes when the good ones are approved and the
+// tracker watches CSRs through an informer (which watches again if the API
+// server ends a watch) and notes when the good ones are approved and the
 // wrong-O ones denied.
 type tracker struct {
-	w                      watch.Interface
+	cancel                 context.CancelFunc
 	wantApproved, wantDeny int
 	done                   chan struct{}
 
-	mu       sync.Mutex // guards approved, denied, last
+	mu       sync.Mutex // guards approved, denied, last, closed
 	approved map[string]bool
 	denied   map[string]bool
 	last     time.Time // the last approval of a good CSR seen
+	closed   bool
 }
 
 func track(ctx context.Context, client kubernetes.Interface, wantApproved, wantDenied int) (*tracker, error) {
-	w, err := client.CertificatesV1().CertificateSigningRequests().Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("watching CSRs: %w", err)
-	}
-	t := &tracker{w: w, wantApproved: wantApproved, wantDeny: wantDenied, done: make(chan struct{}),
+	ctx, cancel := context.WithCancel(ctx)
+	t := &tracker{cancel: cancel, wantApproved: wantApproved, wantDeny: wantDenied, done: make(chan struct{}),
 		approved: map[string]bool{}, denied: map[string]bool{}}
-	go t.loop()
+	inf := informers.NewSharedInformerFactory(client, 0).Certificates().V1().CertificateSigningRequests().Informer()
+	observe := func(obj any) {
+		if csr, ok := obj.(*certificatesv1.CertificateSigningRequest); ok {
+			t.observe(csr)
+		}
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: observe, UpdateFunc: func(_, obj any) { observe(obj) }}); err != nil {
+		cancel()
+		return nil, err
+	}
+	go inf.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+		cancel()
+		return nil, errors.New("watching CSRs: the informer did not sync")
+	}
 	return t, nil
 }
 
-func (t *tracker) loop() {
-	closed := false
-	for ev := range t.w.ResultChan() {
-		obj, ok := ev.Object.(*certificatesv1.CertificateSigningRequest)
-		if !ok {
-			continue
-		}
-		if t.observe(obj) && !closed {
-			close(t.done)
-			closed = true
-		}
-	}
-}
-
-// observe records obj's decision and reports whether everything awaited happened.
-func (t *tracker) observe(obj *certificatesv1.CertificateSigningRequest) bool {
+// observe records obj's decision and closes done once everything awaited happened.
+func (t *tracker) observe(obj *certificatesv1.CertificateSigningRequest) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range obj.Status.Conditions {
@@ -77,7 +77,10 @@ func (t *tracker) observe(obj *certificatesv1.CertificateSigningRequest) bool {
 			t.denied[obj.Name] = true
 		}
 	}
-	return len(t.approved) == t.wantApproved && len(t.denied) >= t.wantDeny
+	if !t.closed && len(t.approved) == t.wantApproved && len(t.denied) >= t.wantDeny {
+		close(t.done)
+		t.closed = true
+	}
 }
 
 func (t *tracker) wait(ctx context.Context, timeout time.Duration) error {
@@ -93,7 +96,7 @@ func (t *tracker) wait(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-func (t *tracker) stop() { t.w.Stop() }
+func (t *tracker) stop() { t.cancel() }
 
 // check lists every CSR and returns those whose state is not what it must be.
 func check(ctx context.Context, client kubernetes.Interface, who contender) ([]string, error) {
@@ -107,7 +110,7 @@ func check(ctx context.Context, client kubernetes.Interface, who contender) ([]s
 		switch {
 		case strings.HasPrefix(obj.Name, good):
 			want = "Approved"
-		case strings.HasPrefix(obj.Name, wrongO) && who == "tlsboot":
+		case strings.HasPrefix(obj.Name, wrongO) && who.decides():
 			want = "Denied"
 		}
 		got := "none"
@@ -128,14 +131,15 @@ type approverProc struct {
 	done chan struct{}
 }
 
-func startApprover(ctx context.Context, bin string, c *testcluster.Cluster, workers int) (*approverProc, error) {
+func startApprover(ctx context.Context, bin string, c *testcluster.Cluster, workers int, extra ...string) (*approverProc, error) {
 	logPath := filepath.Join(c.Dir(), "approver.log")
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "approver", "--kubeconfig", c.AdminKubeconfig, "--metrics-bind-address", "127.0.0.1:0",
-		"--workers", strconv.Itoa(workers), "--leader-elect-namespace", "kube-system")
+	args := append([]string{"approver", "--kubeconfig", c.AdminKubeconfig, "--metrics-bind-address", "127.0.0.1:0",
+		"--workers", strconv.Itoa(workers), "--leader-elect-namespace", "kube-system"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -197,19 +201,37 @@ func (p *approverProc) sarCounts(ctx context.Context) string {
 }
 
 // waitEvents waits (up to a minute) until the approver has recorded want
-// Events; the broadcaster may drop some under a burst, so it does not fail.
-func waitEvents(ctx context.Context, client kubernetes.Interface, want int) {
+// Events, and returns how many it recorded. When lossy (client-go's
+// broadcasters drop Events under a burst), it stops once the count has not
+// grown for 3 s. With want 0 it checks once that there are none.
+func waitEvents(ctx context.Context, client kubernetes.Interface, want int, lossy bool) int {
+	n, same := -1, 0
 	wait.PollUntilContextTimeout(ctx, 250*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		list, err := client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+		got, err := countEvents(ctx, client)
 		if err != nil {
 			return false, nil
 		}
-		n := 0
-		for _, e := range list.Items {
-			if e.Source.Component == "tlsboot-approver" {
-				n++
-			}
+		if got == n {
+			same++
+		} else {
+			n, same = got, 0
 		}
-		return n >= want, nil
+		return n >= want || (lossy && same >= 12), nil
 	})
+	return max(n, 0)
+}
+
+// countEvents counts the approver's Events, whichever API wrote them.
+func countEvents(ctx context.Context, client kubernetes.Interface) (int, error) {
+	list, err := client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range list.Items {
+		if e.Source.Component == "tlsboot-approver" || e.ReportingController == "tlsboot-approver" {
+			n++
+		}
+	}
+	return n, nil
 }
