@@ -118,7 +118,7 @@ func (s *simulations) markdown(took time.Duration) string {
 
 	b.WriteString("### Renewals over one year of virtual time\n\n")
 	fmt.Fprintf(&b, "%d nodes bootstrap uniformly within one minute, then renew for 365 days. tlsboot's deadlines come from "+
-		"`rotation.Plan` (default Policy, one jitter draw per certificate, issuedAt = when it was stored) — the function the Manager calls; "+
+		"`rotation.Plan` (default Policy, issuedAt = when it was stored, one jitter draw per certificate as the Manager draws it; the draws come from a seeded math/rand/v2 PCG, the Manager's default `Options.Rand` is math/rand/v2's `Float64`, the same uniform distribution) — the function the Manager calls; "+
 		"client-go's from its certificate manager's documented policy (`util/certificate/certificate_manager.go` v0.37.2: "+
 		"NotBefore + 70–90%% of NotAfter − NotBefore), rewritten in the benchmark. Certificates are signed as kube-controller-manager "+
 		"signs them (NotBefore backdated 5 min). A renewal is counted when its CSR is created; issuance is taken as instantaneous. "+
