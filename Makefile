@@ -40,7 +40,7 @@ demo: controlplane build
 ## bench: every benchmark, each rewriting its own section of BENCHMARKS.md
 bench: controlplane build
 	$(GO) run ./bench/bootstrap -n 41 -out BENCHMARKS.md
-	$(GO) run ./bench/join -n 21 -out BENCHMARKS.md
+	$(GO) run ./bench/join -n 41 -out BENCHMARKS.md
 	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 60s -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/approver -n 2000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/fleet -n 1000 -runs 3 -out BENCHMARKS.md

@@ -13,7 +13,7 @@
 // signs. Every run is a fresh node directory and a fresh token, signed by
 // bootstrapsigner before the clock starts.
 //
-//	go run ./bench/join -n 21 -out BENCHMARKS.md
+//	go run ./bench/join -n 41 -out BENCHMARKS.md
 package main
 
 import (
