@@ -219,6 +219,13 @@ func TestKubeadmTokens(t *testing.T) {
 		if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
 			t.Fatalf("node kubeconfig authenticates as %q", u.Username)
 		}
+
+		if r := run(t, tlsbootBin, "token", "delete", "--kubeconfig", c.AdminKubeconfig, tok.ID); r.code != 0 {
+			t.Fatalf("tlsboot token delete of kubeadm's token: %s", r)
+		}
+		if _, ok := kubeadmTokens(t, kubeadm, c.AdminKubeconfig)[tok.ID]; ok {
+			t.Fatalf("kubeadm still lists %s after tlsboot token delete", tok.ID)
+		}
 	})
 }
 
