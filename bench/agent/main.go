@@ -103,14 +103,17 @@ func run(bin string, idle time.Duration, runs int, out string) error {
 			return fmt.Errorf("building tlsboot: %w", err)
 		}
 	}
-	// As an installed binary is, and as the kernel needs to release its
-	// pages: written back to disk, not dirty in the page cache.
-	if err := syncFile(bin); err != nil {
+	// A private copy, so that a rebuild of -bin during the runs changes
+	// nothing, written back to disk as an installed binary is (the kernel
+	// does not release dirty pages).
+	private := filepath.Join(dir, "bin", "tlsboot")
+	if err := copyFile(bin, private); err != nil {
 		return err
 	}
+	bin = private
 	var results []result
 	for i := range runs {
-		fmt.Fprintf(os.Stderr, "run %d/%d: both agents idle for %v...\n", i+1, runs, idle)
+		fmt.Fprintf(os.Stderr, "run %d/%d: the three processes idle for %v...\n", i+1, runs, idle)
 		r, err := once(bin, idle, filepath.Join(dir, strconv.Itoa(i)))
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
