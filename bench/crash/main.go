@@ -103,9 +103,9 @@ func markdown(r report) string {
 	s.WriteString("One local control plane (internal/testcluster, v1.37.2: etcd, kube-apiserver, kube-controller-manager with `csrapproving` " +
 		"approving and `csrsigning` signing 1 h certificates), a real bootstrap token and kubeadm's RBAC; files on ext4 (real fsyncs). " +
 		"**bootstrap**: each cycle a new node runs `tlsboot bootstrap`, is SIGKILLed at an instant uniform over the kill window " +
-		"(1.25 × the median of 5 undisturbed runs), is checked, then runs again to completion and is checked again. " +
+		"(the longest of 5 undisturbed runs after 2 warm-ups), is checked, then runs again to completion and is checked again. " +
 		"**run**: one node across all cycles; each cycle `tlsboot run` gets SIGHUP (rotate now), is SIGKILLed at an instant uniform " +
-		"over the window after it (1.25 × the median of 5 undisturbed rotations), is checked, restarts until the rotation is done, " +
+		"over the window after it (the longest of 5 undisturbed rotations after 2 warm-ups), is checked, restarts until the rotation is done, " +
 		"stops with SIGTERM and is checked again. The phase of a kill is told from the killed process's log lines (-v=2) and the files it left; " +
 		"\"start\" is process start-up before the first step, \"finish\" after the certificate was stored.\n\n")
 	s.WriteString("| kind | cycles | kill window | kills by phase | exited before the kill | leftovers after kills | invariant violations | took |\n")
