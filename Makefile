@@ -41,7 +41,7 @@ demo: controlplane build
 bench: controlplane build
 	$(GO) run ./bench/bootstrap -n 41 -out BENCHMARKS.md
 	$(GO) run ./bench/join -n 41 -out BENCHMARKS.md
-	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 60s -runs 3 -out BENCHMARKS.md
+	$(GO) run ./bench/agent -bin $(BIN)/tlsboot -idle 150s -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/approver -n 2000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/fleet -n 1000 -runs 3 -out BENCHMARKS.md
 	$(GO) run ./bench/storm -live -out BENCHMARKS.md
