@@ -60,6 +60,7 @@ func render(n, runs int, s setup, who []contender, results map[contender][]resul
 	if eventsOnly(who) {
 		b.WriteString(eventsMethod)
 	}
+
 	b.WriteString("| |")
 	for _, c := range who {
 		fmt.Fprintf(&b, " %s |", titles[c])
@@ -134,6 +135,9 @@ func render(n, runs int, s setup, who []contender, results map[contender][]resul
 			}
 		}
 	}
+	if eventsOnly(who) {
+		b.WriteString(eventsDecision)
+	}
 	return section, b.String()
 }
 
@@ -169,12 +173,23 @@ run in it (it also creates the burst). Every CSR is checked at the end against w
 
 // eventsMethod says what the Event policy comparison runs.
 const eventsMethod = `Here every contender but the ceiling is the approver's controller (internal/approver) run in the
-benchmark's process with the defaults of ` + "`tlsboot approver`" + ` (no leader election), differing only
-in its Event recorder: the approver's own writer (4 goroutines, queue of 20,000) recording every
+benchmark's process with the defaults of ` + "`tlsboot approver`" + ` except for the command's -workers and
+its client rate limit (-inproc-qps, burst twice that), without leader election, differing only in
+its Event recorder: the approver's own writer (4 goroutines, queue of 20,000) recording every
 decision or only denials and waits, or client-go's core/v1 record broadcaster, or its events.k8s.io
 broadcaster, both recording every decision. Events are counted once the approvals are done (the
 broadcasters drop some: counted when their number stops growing for 3 s).
 
+`
+
+// eventsDecision is what `tlsboot approver` does with these numbers.
+const eventsDecision = `
+Decision (docs/approver.md, "Events"): ` + "`tlsboot approver`" + ` records an Event for each denial and
+each CSR left pending for a human, none for an approval (its Approved condition and log line are
+the record). Read the rows "POST events per CSR" and "CPU-seconds" for the cost of an Event per
+approval, the per-run rates for how much of it shows in the approval rate on this machine, and
+"Events recorded" for what client-go's broadcasters keep of 2,040 Events about 2,040 distinct CSRs
+(their aggregation and series only merge Events about one object).
 `
 
 func cell(r []result, f func([]result) string) string {

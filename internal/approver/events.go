@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
+
+	"github.com/tlsboot/tlsboot/approval"
 )
 
 // EventRecorder records an Event about a CSR. client-go's
@@ -23,20 +25,33 @@ type EventRecorder interface {
 
 // eventWriter writes Events with a few goroutines from a large queue.
 //
+// Which decisions get an Event: denials (Warning) and CSRs left pending for
+// a human (Warning, once per CSR), so that `kubectl describe csr` says why
+// a CSR was refused or is waiting. An approval gets none unless approvals
+// is set: its Approved condition (reason AutoApproved, the message naming
+// the rule) and its log line are the record, as kube-controller-manager's
+// csrapproving, which records no Event at all. An Event per approval is one
+// more API write per CSR, and in a 2,000-CSR burst it cost the API server
+// and etcd about a third more CPU (BENCHMARKS.md, "Events per decision";
+// docs/approver.md, "Events").
+//
 // Why not client-go's record.EventBroadcaster: its queue holds 1,000 events
 // and drops the rest, and it writes one at a time; a burst of thousands of
-// decisions lost a third of its Events in the benchmark. One Event per CSR is
-// written here, never aggregated; if even this queue overflows (the API
-// server is down for long), Events are dropped and counted in the log — the
-// CSR's condition remains the record.
+// decisions lost a third of its Events in the benchmark. Its aggregation
+// and spam filter key on the involved object, so they never merge Events
+// about distinct CSRs; events.k8s.io series likewise only merge repeats on
+// one object. One Event per CSR is written here, never aggregated; if even
+// this queue overflows (the API server is down for long), Events are
+// dropped and counted in the log — the CSR's condition remains the record.
 type eventWriter struct {
-	client   kubernetes.Interface
-	logger   klog.Logger
-	source   corev1.EventSource
-	clock    clock.PassiveClock
-	queue    chan *corev1.Event
-	stopOnce sync.Once
-	wg       sync.WaitGroup
+	client    kubernetes.Interface
+	logger    klog.Logger
+	source    corev1.EventSource
+	clock     clock.PassiveClock
+	approvals bool // also record approvals
+	queue     chan *corev1.Event
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
 }
 
 const (
@@ -49,6 +64,26 @@ var _ EventRecorder = (*eventWriter)(nil)
 func newEventWriter(logger klog.Logger, client kubernetes.Interface, identity string, clk clock.PassiveClock) *eventWriter {
 	return &eventWriter{client: client, logger: logger, clock: clk, queue: make(chan *corev1.Event, eventQueueSize),
 		source: corev1.EventSource{Component: "tlsboot-approver", Host: identity}}
+}
+
+// StartEventWriter starts the Event writer that Run starts when
+// Options.Recorder is nil, for a caller that passes it as Options.Recorder
+// instead: the benchmark, which compares Event policies. With approvals,
+// every approval gets an Event too (Run's writer records none).
+//
+// Events are written until stop is called: stop waits for the queue to be
+// drained, for at most eventsTimeout once ctx is done. Event never blocks.
+func StartEventWriter(ctx context.Context, client kubernetes.Interface, identity string, approvals bool) (rec EventRecorder, stop func()) {
+	w := newEventWriter(klog.FromContext(ctx), client, identity, clock.RealClock{})
+	w.approvals = approvals
+	writeCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	w.start(writeCtx)
+	return w, func() {
+		timer := time.AfterFunc(eventsTimeout, cancel)
+		defer timer.Stop()
+		w.stop()
+		cancel()
+	}
 }
 
 // start runs the writers until stop; ctx bounds the writes.
@@ -75,10 +110,16 @@ func (w *eventWriter) write(ctx context.Context, ev *corev1.Event) {
 	}
 }
 
-// Event queues an Event about a CSR; it never blocks.
+// approvalEvent reports whether an Event is the record of an approval.
+func approvalEvent(eventtype, reason string) bool {
+	return eventtype == corev1.EventTypeNormal && reason == approval.ReasonAutoApproved
+}
+
+// Event queues an Event about a CSR, unless it records an approval and
+// approvals are not recorded; it never blocks.
 func (w *eventWriter) Event(object runtime.Object, eventtype, reason, message string) {
 	csr, ok := object.(*certificatesv1.CertificateSigningRequest)
-	if !ok {
+	if !ok || (!w.approvals && approvalEvent(eventtype, reason)) {
 		return
 	}
 	now := metav1.NewTime(w.clock.Now())
