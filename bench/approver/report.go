@@ -160,9 +160,11 @@ leave those alone). kube-controller-manager runs csrapproving with its default c
 QPS, burst 30); tlsboot approver runs as a process with its defaults (8 workers, 200 QPS / burst
 400, SubjectAccessReview answers reused for 5 s, leader election on). The **ceiling** is the API
 server's own limit on this machine: one client with **no client-side rate limit** (protobuf, as the
-approver), a watch from before the burst, and 16 workers that PUT the approval subresource of each
-good CSR as it arrives — no checks, no SubjectAccessReview, no Event; it runs in the benchmark's
-process. "Time to approve all" runs from the first create to the last Approved condition seen by a
+approver), an informer started before the burst, and 16 workers that PUT the approval subresource
+of each good CSR as it arrives — no checks, no SubjectAccessReview, no Event; it runs in the
+benchmark's process. "tlsboot approver, higher client rate limit" is the same binary with
+--kube-api-qps, --kube-api-burst and --workers set from -qps (burst twice that) and -qps-workers:
+every check still runs, SubjectAccessReview answers are reused as by default. "Time to approve all" runs from the first create to the last Approved condition seen by a
 watch. API requests come from the API server's apiserver_request_total before and after (all
 clients, including the creates). CPU-seconds are user+system time from /proc over the same window
 plus the Events' tail; "approver process" is the benchmark process itself for the contenders that
