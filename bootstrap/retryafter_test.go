@@ -32,11 +32,14 @@ func TestSubmitRespectsRetryAfter(t *testing.T) {
 			s, client, clk := testServer(t, nil, nil)
 			req, key, name := nodeRequest(t)
 			creates := failCreates(client, 1, tt.err)
+			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan struct{})
+			// On a failed check, the cancel ends the submit still waiting.
+			t.Cleanup(func() { cancel(); <-done })
 			var err error
 			go func() {
 				defer close(done)
-				_, _, err = s.submit(context.Background(), name, req, key)
+				_, _, err = s.submit(ctx, name, req, key)
 			}()
 			// The first create has failed once submit waits on the clock.
 			for clk.Waiters() < 1 {
