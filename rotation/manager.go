@@ -256,7 +256,10 @@ func (m *Manager) update(f func(*Status)) {
 
 // Run keeps the certificate valid until ctx ends, then returns nil; call it
 // once. It sleeps until the next deadline (at most MaxSleep), renews, and
-// after a failure retries with capped exponential backoff. Failures are
+// after a failure retries with capped exponential backoff. A certificate
+// that has already expired when Run starts is recovered only after
+// Policy.RecoverDelay (a Trigger ends that wait), so that a fleet powered
+// on together does not re-bootstrap in the same second. Failures are
 // reported through Hooks and Status, never returned. When ctx ends, the
 // request in progress is abandoned (its pending key stays, so the next
 // start re-attaches to its CSR), and a certificate already being stored is
