@@ -156,7 +156,7 @@ func Discover(ctx context.Context, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{Server: srv}
-	trusted := certs
+	trusted, trust := certs, "the pinned CA"
 	if len(opts.Pins) > 0 {
 		if trusted, err = pinned(server, certs, opts.Pins); err != nil {
 			return nil, err
@@ -165,6 +165,7 @@ func Discover(ctx context.Context, opts Options) (*Result, error) {
 			res.Warnings = append(res.Warnings, fmt.Sprintf("%d certificate(s) in the CA bundle of cluster-info match no pin and are not trusted", n))
 		}
 	} else {
+		trust = "the CA named in cluster-info"
 		res.Warnings = append(res.Warnings, fmt.Sprintf("CA verification skipped (--discovery-token-unsafe-skip-ca-verification): trusting the CA that %s presented (%s) because cluster-info is signed with the token; anyone who knows the token and can intercept this node's traffic could have presented their own", server, pinList(certs)))
 	}
 	pool := x509.NewCertPool()
@@ -173,12 +174,12 @@ func Discover(ctx context.Context, opts Options) (*Result, error) {
 		res.CAData = append(res.CAData, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
 	}
 	klog.FromContext(ctx).V(1).Info("cluster-info signed and pinned; fetching it again over verified TLS", "server", server, "token_id", opts.Token.ID)
-	again, err := fetch(ctx, server, pool)
+	again, err := fetch(ctx, server, pool, trust)
 	if err != nil {
 		return nil, err
 	}
 	if got := again.Data[bootstrapapi.KubeConfigKey]; got != content {
-		return nil, &Error{Kind: ErrNotVerified, Server: server, msg: fmt.Sprintf("cluster-info fetched from %s over TLS verified with the pinned CA differs from the signed copy fetched before: someone may be in the middle between this node and the API server (or cluster-info changed just now: run join again); nothing was written", server)}
+		return nil, &Error{Kind: ErrNotVerified, Server: server, msg: fmt.Sprintf("cluster-info fetched from %s over TLS verified with %s differs from the signed copy fetched before: someone may be in the middle between this node and the API server (or cluster-info changed just now: run join again); nothing was written", server, trust)}
 	}
 	return res, nil
 }
@@ -190,7 +191,7 @@ func fetchSigned(ctx context.Context, server string, opts Options) (*corev1.Conf
 	backoff := opts.backoff
 	logger := klog.FromContext(ctx)
 	for {
-		cm, err := fetch(ctx, server, nil)
+		cm, err := fetch(ctx, server, nil, "")
 		if err != nil {
 			return nil, "", err
 		}

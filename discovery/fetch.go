@@ -24,12 +24,13 @@ const requestTimeout = 10 * time.Second
 
 // fetch GETs kube-public/cluster-info anonymously. With a nil pool it
 // trusts any server certificate (step 1); otherwise it verifies the server
-// with exactly the pool (step 5).
+// with exactly the pool (step 5), which errors call trust ("the pinned CA",
+// or "the CA named in cluster-info" when no pin was given).
 //
 // This is a plain HTTP GET rather than a clientset call so that what an
 // untrusted server sends is bounded (size, time, no redirects) and no
 // credential is ever attached.
-func fetch(ctx context.Context, server string, pool *x509.CertPool) (*corev1.ConfigMap, error) {
+func fetch(ctx context.Context, server string, pool *x509.CertPool, trust string) (*corev1.ConfigMap, error) {
 	tlsConfig := &tls.Config{MinVersion: tls.VersionTLS12}
 	if pool == nil {
 		tlsConfig.InsecureSkipVerify = true // step 1: nothing is trusted yet, the JWS and the pin decide
@@ -51,7 +52,7 @@ func fetch(ctx context.Context, server string, pool *x509.CertPool) (*corev1.Con
 	req.Header.Set("Accept", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, requestError(server, pool != nil, err)
+		return nil, requestError(server, pool != nil, trust, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxConfigMapSize+1))
@@ -78,8 +79,9 @@ func fetch(ctx context.Context, server string, pool *x509.CertPool) (*corev1.Con
 }
 
 // requestError explains a request that got no HTTP answer. A TLS
-// verification failure can only happen in the second fetch.
-func requestError(server string, verifying bool, err error) *Error {
+// verification failure can only happen in the second fetch, which verifies
+// with trust.
+func requestError(server string, verifying bool, trust string, err error) *Error {
 	var (
 		hostErr    x509.HostnameError
 		unknownCA  x509.UnknownAuthorityError
@@ -89,9 +91,9 @@ func requestError(server string, verifying bool, err error) *Error {
 	switch {
 	case !verifying:
 	case errors.As(err, &hostErr):
-		return &Error{Kind: ErrNotVerified, Server: server, Err: err, msg: fmt.Sprintf("the certificate %s presents is signed by the pinned CA but not valid for that address (%v): join through an address the API server certificate names", server, hostErr.Error())}
+		return &Error{Kind: ErrNotVerified, Server: server, Err: err, msg: fmt.Sprintf("the certificate %s presents is signed by %s but not valid for that address (%v): join through an address the API server certificate names", server, trust, hostErr.Error())}
 	case errors.As(err, &unknownCA), errors.As(err, &invalidErr), errors.As(err, &verifyErr):
-		return &Error{Kind: ErrNotVerified, Server: server, Err: err, msg: fmt.Sprintf("%s presents a TLS certificate the pinned CA does not verify (%v): someone may be in the middle between this node and the API server, or the address is not the API server's; nothing was written", server, rootCause(err))}
+		return &Error{Kind: ErrNotVerified, Server: server, Err: err, msg: fmt.Sprintf("%s presents a TLS certificate %s does not verify (%v): someone may be in the middle between this node and the API server, or the address is not the API server's; nothing was written", server, trust, rootCause(err))}
 	}
 	return &Error{Kind: ErrUnreachable, Server: server, Err: err, msg: fmt.Sprintf("cannot reach the API server at %s (%v): check the address and that kube-apiserver runs", server, rootCause(err))}
 }

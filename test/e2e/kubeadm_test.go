@@ -422,7 +422,7 @@ func TestKubeadmVerdicts(t *testing.T) {
 		// cannot prove it holds that CA's key is refused. kubeadm skips
 		// the second fetch when there is no pin.
 		{name: "man in the middle relaying cluster-info, unsafe flag", server: relay, token: good, unsafe: true,
-			kubeadmAccepts: true, tlsbootWant: "presents a TLS certificate", kubeadmWant: "ca-cert-hash " + string(pin)},
+			kubeadmAccepts: true, tlsbootWant: "presents a TLS certificate the CA named in cluster-info does not verify", kubeadmWant: "ca-cert-hash " + string(pin)},
 	}
 
 	type outcome struct {
