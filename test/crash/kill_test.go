@@ -49,26 +49,39 @@ func TestKillBootstrap(t *testing.T) {
 	rnd := rng(1)
 	began := time.Now()
 
-	var undisturbed []time.Duration
-	for i := range warmUps + undisturbedRuns {
+	// undisturbed bootstraps a new node without a kill and returns how
+	// long it took.
+	undisturbed := func() time.Duration {
 		n := newNode(t, c, "b")
 		r := start(t, n.args("bootstrap")...).wait(t)
 		if r.code != 0 {
 			t.Fatalf("undisturbed bootstrap: %s", r)
 		}
-		if i >= warmUps {
-			undisturbed = append(undisturbed, r.took)
-		}
 		record(t, tl, ck.check(t, n, complete))
 		ck.forget(t, n)
+		return r.took
 	}
-	tl.window = window(undisturbed)
-	t.Logf("seed %d; undisturbed bootstraps took %v: killing uniformly within %v", seed, undisturbed, tl.window)
+	var measured []time.Duration
+	for i := range warmUps + undisturbedRuns {
+		if d := undisturbed(); i >= warmUps {
+			measured = append(measured, d)
+		}
+	}
+	tl.window = window(measured)
+	tl.windowLo, tl.windowHi = tl.window, tl.window
+	t.Logf("seed %d; undisturbed bootstraps took %v: killing uniformly within %v", seed, measured, tl.window)
 
 	for i := range cycles {
+		if i%10 == 9 {
+			// A new undisturbed run replaces the oldest measured one,
+			// so that the window follows the machine's load.
+			measured = append(measured[1:], undisturbed())
+			w := window(measured)
+			tl.windowLo, tl.windowHi = min(tl.windowLo, w), max(tl.windowHi, w)
+		}
 		n := newNode(t, c, "b")
 		p := start(t, n.args("bootstrap")...)
-		if p.killAfter(time.Duration(rnd.Int64N(int64(tl.window)))) {
+		if p.killAfter(time.Duration(rnd.Int64N(int64(window(measured))))) {
 			tl.phases[bootstrapPhase(p, n)]++
 		} else {
 			tl.missed++
@@ -155,6 +168,7 @@ func TestKillRun(t *testing.T) {
 		a.stop(t)
 	}
 	tl.window = window(undisturbed)
+	tl.windowLo, tl.windowHi = tl.window, tl.window
 	t.Logf("seed %d; undisturbed rotations took %v: killing uniformly within %v after SIGHUP", seed, undisturbed, tl.window)
 
 	for i := range cycles {
@@ -162,7 +176,7 @@ func TestKillRun(t *testing.T) {
 		before := n.serial()
 		a.hup(t)
 		hup := time.Now()
-		offset := time.Duration(rnd.Int64N(int64(tl.window)))
+		offset := time.Duration(rnd.Int64N(int64(window(undisturbed))))
 		if !a.killAfter(hup.Sub(a.started) + offset) {
 			record(t, tl, violation(n.name+": the agent exited by itself: "+a.wait(t).String()))
 			continue
@@ -173,8 +187,19 @@ func TestKillRun(t *testing.T) {
 		resumes := exists(n.pendingKey())
 		b := startAgent(t, n)
 		if n.serial() == before && !resumes {
-			// Killed before the rotation left anything: ask again.
+			// Killed before the rotation left anything: ask again. This
+			// rotation is an undisturbed one of a fresh agent, measured
+			// as the first ones were: it replaces the oldest of them, so
+			// that the window follows the machine's load (a busy
+			// machine slows the agent several times over, and a window
+			// measured before would leave most kills before the
+			// rotation began).
 			b.hup(t)
+			hup := time.Now()
+			awaitSerialChange(t, b, n, before)
+			undisturbed = append(undisturbed[1:], time.Since(hup))
+			w := window(undisturbed)
+			tl.windowLo, tl.windowHi = min(tl.windowLo, w), max(tl.windowHi, w)
 		}
 		awaitSerialChange(t, b, n, before)
 		b.stop(t)

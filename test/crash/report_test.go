@@ -13,13 +13,15 @@ import (
 
 // tally counts what one kind of kill test did.
 type tally struct {
-	kind      string
-	window    time.Duration  // kill instants are uniform in [0, window)
-	cycles    int            // completed cycles
-	phases    map[string]int // kills by the phase they landed in
-	missed    int            // the process had exited before its kill instant
-	leftovers int            // tolerated leftovers of interrupted writes seen after kills
-	retries   int            // harness retries (SIGHUP before the agent listened for it)
+	kind   string
+	window time.Duration // kill instants are uniform in [0, window)
+	// windowLo and windowHi bound the window when it follows the load
+	// (run); both are window otherwise.
+	windowLo, windowHi time.Duration
+	cycles             int            // completed cycles
+	phases             map[string]int // kills by the phase they landed in
+	missed             int            // the process had exited before its kill instant
+	leftovers          int            // tolerated leftovers of interrupted writes seen after kills
 	// staleKubeconfigTemps counts the known issue knownIssueKubeconfigTemp.
 	staleKubeconfigTemps int
 	violations           int
@@ -66,8 +68,8 @@ func summary() string {
 	var b strings.Builder
 	for _, k := range slices.Sorted(maps.Keys(tallies)) {
 		t := tallies[k]
-		fmt.Fprintf(&b, "crash: %s: %d cycles in %s, kill window %s, kills by phase: %s; exited before the kill %d; leftovers after kills %d; stale kubeconfig temporary files (known issue) %d; violations %d\n",
-			t.kind, t.cycles, t.took.Round(time.Second), t.window.Round(time.Millisecond), t.phaseText(), t.missed, t.leftovers, t.staleKubeconfigTemps, t.violations)
+		fmt.Fprintf(&b, "crash: %s: %d cycles in %s, kill window %s (%s..%s), kills by phase: %s; exited before the kill %d; leftovers after kills %d; stale kubeconfig temporary files (known issue) %d; violations %d\n",
+			t.kind, t.cycles, t.took.Round(time.Second), t.window.Round(time.Millisecond), t.windowLo.Round(time.Millisecond), t.windowHi.Round(time.Millisecond), t.phaseText(), t.missed, t.leftovers, t.staleKubeconfigTemps, t.violations)
 	}
 	if len(enospc) > 0 {
 		fmt.Fprintf(&b, "crash: ENOSPC cases passed: %d (%s)\n", len(enospc), strings.Join(enospc, "; "))
@@ -89,6 +91,8 @@ type report struct {
 type reportedKind struct {
 	Kind       string         `json:"kind"`
 	WindowMS   float64        `json:"kill_window_ms"`
+	WindowLoMS float64        `json:"kill_window_min_ms"`
+	WindowHiMS float64        `json:"kill_window_max_ms"`
 	Cycles     int            `json:"cycles"`
 	Phases     map[string]int `json:"kills_by_phase"`
 	PhaseText  string         `json:"kills_by_phase_text"`
@@ -111,7 +115,7 @@ func writeReport(path string, took time.Duration) error {
 			return fmt.Errorf("the %s kill test did not run (filtered out with -run?): nothing to report", k)
 		}
 		r.Kinds = append(r.Kinds, reportedKind{
-			Kind: t.kind, WindowMS: float64(t.window) / float64(time.Millisecond), Cycles: t.cycles,
+			Kind: t.kind, WindowMS: ms(t.window), WindowLoMS: ms(t.windowLo), WindowHiMS: ms(t.windowHi), Cycles: t.cycles,
 			Phases: t.phases, PhaseText: t.phaseText(), Missed: t.missed, Leftovers: t.leftovers,
 			Stale: t.staleKubeconfigTemps, Violations: t.violations, Seconds: t.took.Seconds(),
 		})
@@ -122,3 +126,5 @@ func writeReport(path string, took time.Duration) error {
 	}
 	return os.WriteFile(path, append(data, '\n'), 0o644)
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
