@@ -10,6 +10,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 
+	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/token/binding"
 )
 
@@ -271,4 +272,16 @@ func FuzzBoundRequester(f *testing.F) {
 			t.Fatalf("approved a second key for bound groups %q while another CSR is %v", groups, sib.Status.Conditions)
 		}
 	})
+}
+
+// TestTokenDenialsAdvice: the node side (csr.OutcomeError) knows the
+// reasons of denials that follow the token, and so does not tell the node
+// to delete the CSR and run again with the same token.
+func TestTokenDenialsAdvice(t *testing.T) {
+	for _, reason := range []string{ReasonTokenBoundToOtherNode, ReasonTokenAlreadyUsed, ReasonInvalidTokenBinding} {
+		msg := (&csr.OutcomeError{Name: "n", Reason: reason, Kind: csr.ErrDenied}).Error()
+		if !strings.Contains(msg, "same bootstrap token is denied again") || strings.Contains(msg, "kubectl delete csr") {
+			t.Errorf("reason %s: node-side message %q", reason, msg)
+		}
+	}
 }

@@ -68,12 +68,26 @@ func (e *OutcomeError) Error() string {
 	case msg != "":
 		fmt.Fprintf(&b, " (%s)", msg)
 	}
-	if e.gone() {
+	switch {
+	case e.gone():
 		b.WriteString("; run again to request a new certificate")
-	} else {
+	case errors.Is(e.Kind, ErrDenied) && tokenDenials[e.Reason]:
+		b.WriteString("; running again with the same bootstrap token is denied again")
+	default:
 		fmt.Fprintf(&b, "; delete it with %q and run again to request a new certificate", "kubectl delete csr "+e.Name)
 	}
 	return b.String()
+}
+
+// tokenDenials are the reasons tlsboot approver gives (approval.Reason*,
+// checked equal by approval's tests) for a denial that follows the
+// bootstrap token rather than the request: a new CSR made with the same
+// token is denied again, so deleting the CSR and running again is not the
+// advice; the approver's message says what to do instead.
+var tokenDenials = map[string]bool{
+	"TokenBoundToOtherNode": true,
+	"TokenAlreadyUsed":      true,
+	"InvalidTokenBinding":   true,
 }
 
 func (e *OutcomeError) gone() bool {

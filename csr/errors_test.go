@@ -49,6 +49,7 @@ func TestOutcomeError(t *testing.T) {
 		wantDelete bool // the message tells to delete the CSR
 	}{
 		{ErrDenied, "NotMine", "policy\nsays no", `certificate signing request n was denied (reason "NotMine": policy says no); delete it with "kubectl delete csr n" and run again`, true},
+		{ErrDenied, "TokenBoundToOtherNode", "requester x is a token bound to node a", `certificate signing request n was denied (reason "TokenBoundToOtherNode": requester x is a token bound to node a); running again with the same bootstrap token is denied again`, false},
 		{ErrFailed, "SignerError", "", `certificate signing request n failed (reason "SignerError"); delete it with "kubectl delete csr n"`, true},
 		{ErrDeleted, "", "", "certificate signing request n was deleted; run again to request a new certificate", false},
 		{ErrReplaced, "", "uid b took the place of uid a", "certificate signing request n was replaced (uid b took the place of uid a); run again", false},

@@ -89,7 +89,7 @@ func TestBoundToken(t *testing.T) {
 		}
 		line := r.lastLine()
 		t.Logf("join as %s: exit %d: %s", n.name, r.code, line)
-		for _, s := range append([]string{reason}, says...) {
+		for _, s := range append([]string{reason, "running again with the same bootstrap token is denied again"}, says...) {
 			if !strings.Contains(line, s) {
 				t.Errorf("join's last line %q does not say %q; all of it:\n%s", line, s, r)
 			}
