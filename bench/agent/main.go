@@ -75,19 +75,22 @@ type breakdown struct {
 // The processes measured in each run, in this order.
 const (
 	tlsboot   = iota // tlsboot run
+	scraped          // tlsboot run, /metrics scraped every scrapeEvery
 	noRelease        // tlsboot run, TLSBOOT_RELEASE_EXECUTABLE=0
 	kubelet          // kubelet-agent
 	nProcs
 )
 
-var procNames = [nProcs]string{"tlsboot run", "tlsboot run, executable not released", "kubelet code"}
+// scrapeEvery is how often the scraped agent's /metrics is read while
+// idle: Prometheus' default scrape interval is 1m, 15s is a common setting.
+const scrapeEvery = 15 * time.Second
 
-// result is one run: the idle CPU time and the final sample of each
-// process, and the agent's memory after one scrape of its /metrics.
+var procNames = [nProcs]string{"tlsboot run", "tlsboot run, scraped every 15 s", "tlsboot run, executable not released", "kubelet code"}
+
+// result is one run: the idle CPU time and the final sample of each process.
 type result struct {
-	cpu     [nProcs]time.Duration
-	end     [nProcs]sample
-	scraped sample
+	cpu [nProcs]time.Duration
+	end [nProcs]sample
 }
 
 func run(bin string, idle time.Duration, runs int, out string) error {
@@ -115,7 +118,7 @@ func run(bin string, idle time.Duration, runs int, out string) error {
 	bin = private
 	var results []result
 	for i := range runs {
-		fmt.Fprintf(os.Stderr, "run %d/%d: the three processes idle for %v...\n", i+1, runs, idle)
+		fmt.Fprintf(os.Stderr, "run %d/%d: the four processes idle for %v...\n", i+1, runs, idle)
 		r, err := once(bin, idle, filepath.Join(dir, strconv.Itoa(i)))
 		if err != nil {
 			return fmt.Errorf("run %d: %w", i+1, err)
@@ -149,23 +152,20 @@ func once(bin string, idle time.Duration, dir string) (result, error) {
 		}
 	}()
 	var urls [nProcs]string
-	// The second agent runs a copy of the binary: the kernel releases
-	// only pages that no other process maps, and two processes of one
-	// file share its pages.
-	copied := filepath.Join(dir, "tlsboot-copy")
-	if err := copyFile(bin, copied); err != nil {
-		return r, err
-	}
-	if err := evict(bin); err != nil {
-		return r, err
-	}
-	if err := evict(copied); err != nil {
-		return r, err
-	}
-	for _, i := range []int{tlsboot, noRelease} {
-		exe, env := bin, []string(nil)
+	// Each agent runs its own copy of the binary: the kernel releases only
+	// pages that no other process maps, and processes of one file share
+	// its pages.
+	for _, i := range []int{tlsboot, scraped, noRelease} {
+		exe := filepath.Join(dir, "bin", strconv.Itoa(i), "tlsboot")
+		if err := copyFile(bin, exe); err != nil {
+			return r, err
+		}
+		if err := evict(exe); err != nil {
+			return r, err
+		}
+		var env []string
 		if i == noRelease {
-			exe, env = copied, []string{agent.ReleaseExecutableEnv + "=0"}
+			env = []string{agent.ReleaseExecutableEnv + "=0"}
 		}
 		if cmds[i], urls[i], err = startAgent(exe, env, c, filepath.Join(dir, strconv.Itoa(i))); err != nil {
 			return r, err
@@ -178,7 +178,7 @@ func once(bin string, idle time.Duration, dir string) (result, error) {
 	if cmds[kubelet], err = startPeer(peerBin, c, filepath.Join(dir, "kubelet")); err != nil {
 		return r, err
 	}
-	for _, i := range []int{tlsboot, noRelease} {
+	for _, i := range []int{tlsboot, scraped, noRelease} {
 		if err := waitReady(urls[i], time.Minute); err != nil {
 			return r, err
 		}
@@ -193,7 +193,9 @@ func once(bin string, idle time.Duration, dir string) (result, error) {
 	if err != nil {
 		return r, err
 	}
-	time.Sleep(idle)
+	if err := scrapeWhile(urls[scraped], idle); err != nil {
+		return r, err
+	}
 	after, err := readAll(pids)
 	if err != nil {
 		return r, err
@@ -202,11 +204,29 @@ func once(bin string, idle time.Duration, dir string) (result, error) {
 		r.cpu[i] = after[i].cpu - before[i].cpu
 		r.end[i] = after[i]
 	}
-	if err := scrape(urls[tlsboot]); err != nil {
-		return r, err
+	return r, nil
+}
+
+// scrapeWhile reads url's /metrics every scrapeEvery, as Prometheus would,
+// for the period d.
+func scrapeWhile(url string, d time.Duration) error {
+	end := time.Now().Add(d)
+	tick := time.NewTicker(scrapeEvery)
+	defer tick.Stop()
+	for {
+		wait := time.Until(end)
+		if wait <= 0 {
+			return nil
+		}
+		select {
+		case <-time.After(wait):
+			return nil
+		case <-tick.C:
+			if err := scrape(url); err != nil {
+				return err
+			}
+		}
 	}
-	r.scraped, err = read(pids[tlsboot])
-	return r, err
 }
 
 // evict writes path back to disk and drops it from the page cache, so that
@@ -442,49 +462,61 @@ func report(out string, idle time.Duration, binSize int64, rs []result) error {
 		}
 		cpu[i] = median(xs)
 	}
-	var scraped []int64
-	for _, r := range rs {
-		scraped = append(scraped, r.scraped.rss)
-	}
-	pct := func(d time.Duration) float64 { return 100 * d.Seconds() / idle.Seconds() }
 	rss := med(func(s sample) int64 { return s.rss })
 	hwm := med(func(s sample) int64 { return s.hwm })
-	ratio := func(m [nProcs]int64, i int) float64 { return float64(m[i]) / float64(m[kubelet]) }
 	var b strings.Builder
 	fmt.Fprintf(&b, `## Agent: idle cost of `+"`tlsboot run`"+` vs the kubelet's certificate manager
 
 Command: `+"`go run ./bench/agent -bin bin/tlsboot -idle %v -runs %d -out BENCHMARKS.md`"+` after `+"`make build`"+`
-(CGO_ENABLED=0, -trimpath -ldflags '-s -w'; the binary is %.1f MiB, synced to disk before the runs). Each run starts a fresh local control plane
-issuing 24h certificates and three processes side by side, each bootstrapping its own node: `+"`tlsboot run`"+`
-(metrics endpoint on, not scraped while idle); the same with `+"`TLSBOOT_RELEASE_EXECUTABLE=0`"+` (the
-executable's pages are not released after start-up and rotations, see below); and the kubelet's own client
-certificate path (`+"`kubelet-agent`"+`: bootstrap.LoadClientConfig, the kubelet's client certificate
-manager on client-go's util/certificate, UpdateTransport — as cmd/kubelet/app starts it; no HTTP
-server). Every binary is dropped from the page cache before its process starts, as at boot. All idle
-for the same period; a period over 2 minutes includes the Go runtime's periodic forced GC, which reads
-type data and function tables of the executable again (shorter ones flatter a process that released
-them). Figures from /proc/PID/stat, /proc/PID/status and
+(CGO_ENABLED=0, -trimpath -ldflags '-s -w'; the binary is %.1f MiB). Each run starts a fresh local control
+plane issuing 24h certificates and four processes side by side, each bootstrapping its own node:
+`+"`tlsboot run`"+` (metrics endpoint on, not scraped); the same with its `+"`/metrics`"+` read every %v; the same
+with `+"`TLSBOOT_RELEASE_EXECUTABLE=0`"+` (the executable's pages are not released after start-up and
+rotations, see below); and the kubelet's own client certificate path (`+"`kubelet-agent`"+`:
+bootstrap.LoadClientConfig, the kubelet's client certificate manager on client-go's util/certificate,
+UpdateTransport — as cmd/kubelet/app starts it; no HTTP server). Each tlsboot process runs its own copy
+of the binary, and every binary is written back and dropped from the page cache before its process
+starts, as at boot. All idle for the same period; a period over 2 minutes includes the Go runtime's
+periodic forced GC, which reads type data and function tables of the executable again (shorter ones
+flatter a process that released them). Figures from /proc/PID/stat, /proc/PID/status and
 /proc/PID/smaps (CPU in 10 ms ticks); medians of %d runs; ratios against the kubelet code of the same run.
 
-| measure | %s | %s | %s |
-|---|---:|---:|---:|
-| CPU used in %v idle | %v (%.3f%%) | %v (%.3f%%) | %v (%.3f%%) |
-| RSS at the end (VmRSS) | **%.1f MiB (%.2f×)** | %.1f MiB (%.2f×) | %.1f MiB |
-| RSS after one /metrics scrape | %.1f MiB (%.2f×) | | |
-| peak RSS (VmHWM, includes the bootstrap) | %.1f MiB (%.2f×) | %.1f MiB (%.2f×) | %.1f MiB |
-
-Where the resident memory is at the end (medians, MiB; /proc/PID/smaps):
-
-| resident | %s | %s | %s |
-|---|---:|---:|---:|
-`, idle, len(rs), float64(binSize)/(1<<20), len(rs),
-		procNames[tlsboot], procNames[noRelease], procNames[kubelet],
-		idle, cpu[tlsboot], pct(cpu[tlsboot]), cpu[noRelease], pct(cpu[noRelease]), cpu[kubelet], pct(cpu[kubelet]),
-		mib(rss[tlsboot]), ratio(rss, tlsboot), mib(rss[noRelease]), ratio(rss, noRelease), mib(rss[kubelet]),
-		mib(median(scraped)), float64(median(scraped))/float64(rss[kubelet]),
-		mib(hwm[tlsboot]), ratio(hwm, tlsboot), mib(hwm[noRelease]), ratio(hwm, noRelease), mib(hwm[kubelet]),
-		procNames[tlsboot], procNames[noRelease], procNames[kubelet])
-	for _, row := range []struct {
+`, idle, len(rs), float64(binSize)/(1<<20), scrapeEvery, len(rs))
+	row := func(cells ...string) { b.WriteString("| " + strings.Join(cells, " | ") + " |\n") }
+	header := []string{"measure"}
+	align := []string{"---"}
+	for _, n := range procNames {
+		header, align = append(header, n), append(align, "---:")
+	}
+	row(header...)
+	row(align...)
+	cells := []string{fmt.Sprintf("CPU used in %v idle", idle)}
+	for i := range nProcs {
+		cells = append(cells, fmt.Sprintf("%v (%.3f%%)", cpu[i], 100*cpu[i].Seconds()/idle.Seconds()))
+	}
+	row(cells...)
+	for _, m := range []struct {
+		name string
+		v    [nProcs]int64
+	}{{"RSS at the end (VmRSS)", rss}, {"peak RSS (VmHWM, includes the bootstrap)", hwm}} {
+		cells := []string{m.name}
+		for i := range nProcs {
+			c := fmt.Sprintf("%.1f MiB", mib(m.v[i]))
+			if i != kubelet {
+				c += fmt.Sprintf(" (%.2f×)", float64(m.v[i])/float64(m.v[kubelet]))
+			}
+			if i == tlsboot && m.name == "RSS at the end (VmRSS)" {
+				c = "**" + c + "**"
+			}
+			cells = append(cells, c)
+		}
+		row(cells...)
+	}
+	b.WriteString("\nWhere the resident memory is at the end (medians, MiB; /proc/PID/smaps):\n\n")
+	header[0] = "resident"
+	row(header...)
+	row(align...)
+	for _, k := range []struct {
 		name string
 		f    func(breakdown) int64
 	}{
@@ -494,17 +526,25 @@ Where the resident memory is at the end (medians, MiB; /proc/PID/smaps):
 		{"anonymous (Go heap, stacks, runtime)", func(m breakdown) int64 { return m.anon }},
 		{"shared libraries (libc, ld.so: cgo), vDSO", func(m breakdown) int64 { return m.other }},
 	} {
-		v := med(func(s sample) int64 { return row.f(s.mem) })
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.1f |\n", row.name, mib(v[tlsboot]), mib(v[noRelease]), mib(v[kubelet]))
-	}
-	fmt.Fprintf(&b, "\nRaw numbers per run (idle CPU; VmRSS; VmHWM; memory in MiB):\n\n| run | %s | %s | %s | RSS ratio | after a scrape |\n|---|---|---|---|---:|---:|\n",
-		procNames[tlsboot], procNames[noRelease], procNames[kubelet])
-	for i, r := range rs {
-		fmt.Fprintf(&b, "| %d |", i+1)
-		for p := range nProcs {
-			fmt.Fprintf(&b, " %v; %.1f; %.1f |", r.cpu[p], mib(r.end[p].rss), mib(r.end[p].hwm))
+		v := med(func(s sample) int64 { return k.f(s.mem) })
+		cells := []string{k.name}
+		for i := range nProcs {
+			cells = append(cells, fmt.Sprintf("%.1f", mib(v[i])))
 		}
-		fmt.Fprintf(&b, " %.2f | %.1f |\n", float64(r.end[tlsboot].rss)/float64(r.end[kubelet].rss), mib(r.scraped.rss))
+		row(cells...)
+	}
+	b.WriteString("\nRaw numbers per run (idle CPU; VmRSS; VmHWM; memory in MiB):\n\n")
+	header[0] = "run"
+	row(append(header, "RSS ratio, tlsboot run", "RSS ratio, scraped")...)
+	row(append(align, "---:", "---:")...)
+	for i, r := range rs {
+		cells := []string{strconv.Itoa(i + 1)}
+		for p := range nProcs {
+			cells = append(cells, fmt.Sprintf("%v; %.1f; %.1f", r.cpu[p], mib(r.end[p].rss), mib(r.end[p].hwm)))
+		}
+		cells = append(cells, fmt.Sprintf("%.2f", float64(r.end[tlsboot].rss)/float64(r.end[kubelet].rss)),
+			fmt.Sprintf("%.2f", float64(r.end[scraped].rss)/float64(r.end[kubelet].rss)))
+		row(cells...)
 	}
 	b.WriteString(findings)
 	fmt.Fprintf(&b, "\nGoal: idle RSS at most 0.6× the kubelet code's. Measured on %s, %s.\n", time.Now().UTC().Format("2006-01-02"), machine())
@@ -538,7 +578,7 @@ Where the memory goes, and why the agent releases its executable's pages (one-of
   for the approver, token and setup and through the libraries' API (csrwait, rotation and bootstrap take
   a kubernetes.Interface). Package initialisation cannot be made lazy per subcommand.
 - So the agent releases the pages instead, once the client certificate is valid at start-up and after
-  each rotation (` + "`TLSBOOT_RELEASE_EXECUTABLE=0`" + ` turns it off: the middle column).
+  each rotation (` + "`TLSBOOT_RELEASE_EXECUTABLE=0`" + ` turns it off: the third column).
 - The Go heap: 1.7 MiB live and 3.2–3.5 MiB in use at idle; GOGC=25 or GOGC=off with GOMEMLIMIT=8MiB
   moved idle RSS by at most 0.5 MiB, so the runtime defaults stay. The Prometheus Go and process
   collectors cost nothing idle and 0.6 MiB after a scrape, and stay (` + "`process_resident_memory_bytes`" + `
