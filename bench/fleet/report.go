@@ -127,7 +127,7 @@ func render(n, runs, sample int, began time.Time, results map[contender][]result
 			"list then watch their own CSR by name (client-go's informer).\n" +
 			"- 429s come from API Priority and Fairness: the bootstrap token's requests fall in the `global-default` flow schema. client-go retries a 429 that carries " +
 			"Retry-After after exactly that many seconds (at most 10 times per call); what still fails is retried by the node's own backoff (tlsboot's CSR create: 0.5 s doubling to 30 s, " +
-			"20% jitter, and never sooner than the server's Retry-After, plus up to 20%; the informer's: 0.8 s doubling to 30 s, jittered). A `GET /healthz 500` is the API server reporting itself unhealthy under the burst; tlsboot " +
+			"20% jitter; after a Retry-After, that long plus a random 0 to 30 s, so that a fleet throttled together does not come back together; the informer's: 0.8 s doubling to 30 s, jittered). A `GET /healthz 500` is the API server reporting itself unhealthy under the burst; tlsboot " +
 			"probes again after 2 to 2.4 s, for at most a minute, then creates its CSR anyway.\n" +
 			"- Each fleet is one process, so client-go's transport cache gives all its nodes the same HTTP/2 connections: the TLS handshakes of N real machines " +
 			"are not in these figures, for either contender.\n")

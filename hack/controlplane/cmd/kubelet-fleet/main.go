@@ -31,10 +31,10 @@ import (
 )
 
 type node struct {
-	Name   string        `json:"name"`
-	Dir    string        `json:"dir"`
-	Join   time.Duration `json:"join_ns"`
-	Error  string        `json:"error,omitempty"`
+	Name  string        `json:"name"`
+	Dir   string        `json:"dir"`
+	Join  time.Duration `json:"join_ns"`
+	Error string        `json:"error,omitempty"`
 }
 
 type report struct {
