@@ -42,7 +42,7 @@ func main() {
 	workers := flag.Int("workers", 8, "tlsboot approver --workers")
 	ceilingWorkers := flag.Int("ceiling-workers", 16, "workers of the ceiling contender")
 	qps := flag.Int("qps", 1000, "tlsboot-qps contender: tlsboot approver --kube-api-qps (burst: twice)")
-	qpsWorkers := flag.Int("qps-workers", 16, "tlsboot-qps contender: tlsboot approver --workers")
+	qpsWorkers := flag.Int("qps-workers", 32, "tlsboot-qps contender: tlsboot approver --workers")
 	inprocQPS := flag.Int("inproc-qps", 200, "events-* contenders: the client rate limit (burst: twice), as --kube-api-qps")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process during each events-* contender's burst to FILE.<contender>")
 	flag.Parse()
