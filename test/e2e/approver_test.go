@@ -314,20 +314,29 @@ func testObservability(t *testing.T, p *proc, adminClient kubernetes.Interface, 
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// A denial gets a Warning Event; an approval none (docs/approver.md,
+	// "Events"). The wrong-O CSR was denied in "client CSRs denied".
+	var events []corev1.Event
 	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		events, err := adminClient.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+		list, err := adminClient.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, err
 		}
-		for _, e := range events.Items {
-			if e.InvolvedObject.Name == approvedCSR && e.Source.Component == "tlsboot-approver" && e.Reason == approval.ReasonAutoApproved {
+		events = list.Items
+		for _, e := range events {
+			if e.Source.Component == "tlsboot-approver" && e.Type == corev1.EventTypeWarning && e.Reason == approval.ReasonBadOrganization {
 				return true, nil
 			}
 		}
 		return false, nil
 	})
 	if err != nil {
-		t.Errorf("no AutoApproved Event for CSR %s: %v", approvedCSR, err)
+		t.Errorf("no Warning %s Event for the denied CSR: %v", approval.ReasonBadOrganization, err)
+	}
+	for _, e := range events {
+		if e.Source.Component == "tlsboot-approver" && (e.Reason == approval.ReasonAutoApproved || e.InvolvedObject.Name == approvedCSR) {
+			t.Errorf("Event %s %q about approved CSR %s, want none for an approval", e.Reason, e.Message, e.InvolvedObject.Name)
+		}
 	}
 }
 
