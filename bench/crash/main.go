@@ -73,6 +73,7 @@ func run(cycles int, seed uint64, timeout time.Duration, out string) error {
 	if seed != 0 {
 		args = append(args, "-seed="+strconv.FormatUint(seed, 10))
 	}
+	loadBefore := loadAverage()
 	cmd := exec.Command("go", args...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	fmt.Fprintf(os.Stderr, "bench/crash: go %s\n", strings.Join(args, " "))
@@ -87,7 +88,7 @@ func run(cycles int, seed uint64, timeout time.Duration, out string) error {
 	if err := json.Unmarshal(data, &r); err != nil {
 		return fmt.Errorf("parsing the test's report %s: %w", jsonPath, err)
 	}
-	section := markdown(r)
+	section := markdown(r, seed != 0, loadBefore, loadAverage())
 	fmt.Println(section)
 	if out == "" {
 		return nil
@@ -95,13 +96,18 @@ func run(cycles int, seed uint64, timeout time.Duration, out string) error {
 	return mdsection.Update(out, "crash", section)
 }
 
-func markdown(r report) string {
+func markdown(r report, seeded bool, loadBefore, loadAfter string) string {
 	var s strings.Builder
 	s.WriteString("## Crash at any instant (`make crashtest`)\n\n")
-	fmt.Fprintf(&s, "Command: `make crashtest CRASH_CYCLES=%d SEED=%d` (`go run ./bench/crash -cycles %d -seed %d -out BENCHMARKS.md`, which runs "+
-		"`go test -count=1 -v ./test/crash/ -crash.cycles=%d -seed=%d`). Machine: %s, %d cores, Linux %s, %s; %s. Seed **%d**; the test took %s.\n\n",
-		r.Cycles, r.Seed, r.Cycles, r.Seed, r.Cycles, r.Seed, cpuModel(), runtime.NumCPU(), kernel(), runtime.Version(),
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), r.Seed, (time.Duration(r.Seconds) * time.Second).String())
+	seedArg, seedFrom := fmt.Sprintf(" SEED=%d", r.Seed), "given"
+	if !seeded {
+		seedArg, seedFrom = "", "picked from the clock"
+	}
+	fmt.Fprintf(&s, "Command: `make crashtest CRASH_CYCLES=%d%s` (`go run ./bench/crash -cycles %d -out BENCHMARKS.md`, which runs "+
+		"`go test -count=1 -v ./test/crash/ -crash.cycles=%d`); seed **%d** (%s; `make crashtest SEED=%d` replays the kill instants, "+
+		"not the machine's timing). Machine: %s, %d cores, Linux %s, %s; load average (1, 5, 15 min) %s before and %s after; %s. The test took %s.\n\n",
+		r.Cycles, seedArg, r.Cycles, r.Cycles, r.Seed, seedFrom, r.Seed, cpuModel(), runtime.NumCPU(), kernel(), runtime.Version(),
+		loadBefore, loadAfter, time.Now().UTC().Format("2006-01-02 15:04 UTC"), (time.Duration(r.Seconds) * time.Second).String())
 	s.WriteString("One local control plane (internal/testcluster, v1.37.2: etcd, kube-apiserver, kube-controller-manager with `csrapproving` " +
 		"approving and `csrsigning` signing 1 h certificates), a real bootstrap token and kubeadm's RBAC; files on ext4 (real fsyncs). " +
 		"**bootstrap**: each cycle a new node runs `tlsboot bootstrap`, is SIGKILLed at an instant uniform over the kill window " +
@@ -111,7 +117,8 @@ func markdown(r report) string {
 		"over the window after it, is checked, restarts until the rotation is done, stops with SIGTERM and is checked again; " +
 		"the window is the longest of the last 5 undisturbed rotations of a fresh agent (first 5 measured after 2 warm-ups, then each " +
 		"restart that had to be asked again with SIGHUP replaces the oldest), so that it follows the machine's load. The phase of a kill is told from the killed process's log lines (-v=2) and the files it left; " +
-		"\"start\" is process start-up before the first step, \"finish\" after the certificate was stored.\n\n")
+		"\"start\" is process start-up before the first step, \"finish\" after the certificate was stored; \"exited before the kill\" " +
+		"counts cycles whose run had finished before its kill instant (checked all the same).\n\n")
 	s.WriteString("| kind | cycles | kill window | kills by phase | exited before the kill | leftovers after kills | invariant violations | took |\n")
 	s.WriteString("|---|---|---|---|---|---|---|---|\n")
 	for _, k := range r.Kinds {
@@ -149,6 +156,15 @@ func cpuModel() string {
 		}
 	}
 	return runtime.GOARCH
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	data, _ := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(data)); len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
 }
 
 func kernel() string {
