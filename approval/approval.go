@@ -479,9 +479,14 @@ func (p *Policy) PendingTimeoutIn(in Input) (remaining time.Duration, ok bool) {
 
 // NodeName returns the node named by obj's common name
 // ("system:node:<name>"), or "" if it names none, or if spec.request is over
-// MaxRequestBytes, does not parse or is not signed by its key.
+// MaxRequestBytes or does not parse. It does not verify the request's
+// signature: the name only picks the cached Node, Lease and index entries
+// to read, and Decide verifies the signature (R4), after bounding the key,
+// before any decision. (Verifying here cost three more signature checks
+// per CSR, one in the informer's only goroutine, and ran on keys not yet
+// bounded.)
 func NodeName(obj *certificatesv1.CertificateSigningRequest) string {
-	req, err := parseRequest(obj.Spec.Request)
+	req, err := parseUnverified(obj.Spec.Request)
 	if err != nil {
 		return ""
 	}

@@ -2,6 +2,7 @@ package approval
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"net"
 	"net/netip"
@@ -248,6 +249,27 @@ func TestNodeName(t *testing.T) {
 		if got := NodeName(s.build(t)); got != tc.want {
 			t.Errorf("NodeName(CN %q) = %q, want %q", tc.cn, got, tc.want)
 		}
+	}
+}
+
+// TestNodeNameBadSignature: NodeName reads the name of a request whose
+// signature is wrong (it only picks what to look up), and Decide denies
+// that request (R4).
+func TestNodeNameBadSignature(t *testing.T) {
+	s := clientSpec(testKey(t, "ecdsa"))
+	obj := s.build(t)
+	block, _ := pem.Decode(obj.Spec.Request)
+	block.Bytes[len(block.Bytes)-1] ^= 0xff // the last byte of the signature
+	obj.Spec.Request = pem.EncodeToMemory(block)
+	if got := NodeName(obj); got != "n1" {
+		t.Errorf("NodeName of a request with a bad signature = %q, want its CN's node", got)
+	}
+	if _, err := parseRequest(obj.Spec.Request); err == nil {
+		t.Fatal("the tampered request still verifies: the test does not tamper with the signature")
+	}
+	s.rawRequest = obj.Spec.Request
+	if d := decideIn(t, s, Input{Now: t0}, Options{}, kubeadmAuthz()); d.Verdict != Deny || d.Reason != ReasonInvalidRequest {
+		t.Errorf("decision on a request with a bad signature: %s %s, want Deny %s", d.Verdict, d.Reason, ReasonInvalidRequest)
 	}
 }
 

@@ -1,7 +1,8 @@
 // Package approver is the controller behind `tlsboot approver`: it watches
 // the CertificateSigningRequests of the configured signers, asks package
 // approval for a decision, and writes that decision (an Approved or Denied
-// condition, and an Event) back to the API server.
+// condition; an Event for a denial or a CSR left for a human) back to the API
+// server.
 //
 // Every replica keeps warm informer caches; only the holder of the leader
 // Lease runs workers (see Run). Each decision is written with the
@@ -34,7 +35,7 @@ import (
 
 // Defaults and limits of Options.
 const (
-	DefaultWorkers     = 8
+	DefaultWorkers     = 32
 	DefaultSARCacheTTL = 5 * time.Second
 	// MaxSARCacheTTL bounds how long a revoked permission may still be
 	// honoured: see sar.go for why reuse is safe at all.
@@ -88,7 +89,9 @@ type Options struct {
 	Identity string
 	// Clock defaults to the real clock.
 	Clock clock.WithTicker
-	// Recorder records Events; default: one writing with EventClient.
+	// Recorder records Events; default: one writing with EventClient, which
+	// records no Event for approvals (denials and CSRs left for a human only).
+	// A Recorder set here receives every Event.
 	Recorder EventRecorder
 	// EventClient writes Events; default Client. Give it its own rate
 	// limiter so that Events never delay decisions in a burst.

@@ -158,7 +158,8 @@ func (c *Controller) requeueWaiting(ctx context.Context, k key) {
 	c.queue.AddAfter(k, delay)
 }
 
-// apply writes an approve or deny decision, records an Event and reports it.
+// apply writes an approve or deny decision, hands the recorder an Event
+// (the default writer keeps denials only) and reports it.
 //
 // The write is a JSON patch of the approval subresource that sets the
 // resourceVersion the policy saw and appends one condition: if the CSR
