@@ -231,27 +231,16 @@ func (r *liveResult) markdown() string {
 	}
 	slices.Sort(secs)
 	fmt.Fprintf(&b, "\n- renewals: %d (%s); peak in any 1 s: %d, in any 60 s: %d; p5–p95 of renewal times: %s\n",
-		len(r.renewals), reasons(r.renewalReasons), peakIn(secs, 1), peakIn(secs, 60), human(quantile(secs, 0.95)-quantile(secs, 0.05)))
-	fmt.Fprintf(&b, "- failed renewal attempts: %s\n", failures(r.failures))
+		len(r.renewals), tally(r.renewalReasons), peakIn(secs, 1), peakIn(secs, 60), human(quantile(secs, 0.95)-quantile(secs, 0.05)))
+	fmt.Fprintf(&b, "- failed renewal attempts: %s\n", tally(r.failures))
 	fmt.Fprintf(&b, "- `Current()` samples: %d; without a certificate: %d; expired or not yet valid: %d; least validity left in any sample: %s\n",
 		r.samples, r.missing, r.invalid, r.minLeft.Round(time.Second))
 	fmt.Fprintf(&b, "- CSRs on the API server at the end: %d (%d bootstraps + renewals)\n", r.csrs, r.n)
 	return b.String()
 }
 
-func reasons(m map[rotation.Reason]int) string {
-	var parts []string
-	for k, v := range m {
-		parts = append(parts, fmt.Sprintf("%s %d", k, v))
-	}
-	slices.Sort(parts)
-	if len(parts) == 0 {
-		return "none"
-	}
-	return strings.Join(parts, ", ")
-}
-
-func failures(m map[rotation.Failure]int) string {
+// tally lists m as "key count" pairs in order, or "none".
+func tally[K ~string](m map[K]int) string {
 	var parts []string
 	for k, v := range m {
 		parts = append(parts, fmt.Sprintf("%s %d", k, v))
