@@ -287,7 +287,7 @@ func (s *Store) Update(certPEM, keyPEM []byte) (*tls.Certificate, error) {
 	}
 	if err := atomicfile.Symlink(name, s.CurrentPath()); err != nil {
 		os.Remove(name) // never current, so not worth keeping; best effort
-		return nil, fmt.Errorf("certstore: updating %s: switching link: %w", s.prefix, err)
+		return nil, fmt.Errorf("certstore: updating %s: %w", s.prefix, err)
 	}
 	if err := s.prune(); err != nil && s.onErr != nil {
 		s.onErr(fmt.Errorf("certstore: pruning %s: %w", s.prefix, err))
@@ -316,11 +316,11 @@ func (s *Store) write(data []byte) (string, error) {
 			continue
 		}
 		if err != nil {
-			return "", fmt.Errorf("creating %s: %w", name, err)
+			return "", atomicfile.NewError("creating", name, err)
 		}
 		if err := writeSync(f, data); err != nil {
 			os.Remove(name)
-			return "", fmt.Errorf("writing %s: %w", name, err)
+			return "", atomicfile.NewError("writing", name, err)
 		}
 		return name, nil
 	}

@@ -82,7 +82,7 @@ func (s *Store) LoadPendingKey(generate func() (crypto.Signer, error)) (key cryp
 		return nil, nil, false, "", fmt.Errorf("certstore: pending key %s: %w", path, err)
 	}
 	if err := atomicfile.WriteFile(path, keyPEM, 0o600); err != nil {
-		return nil, nil, false, "", fmt.Errorf("certstore: writing pending key %s: %w", path, err)
+		return nil, nil, false, "", fmt.Errorf("certstore: pending key: %w", err)
 	}
 	return key, keyPEM, true, replaced, nil
 }

@@ -227,8 +227,11 @@ func Node(cluster *rest.Config, pemPath string) *clientcmdapi.Config {
 // *atomicfile.InsecureDirError) a directory its group or everyone can
 // write to. File paths in cfg are made absolute first, so the kubeconfig
 // works from any working directory. An identical private file is left as
-// it is. On error the file at path is as it was. Two concurrent Writes of
-// one path leave one of the two contents, whole.
+// it is. On error the file at path is as it was; a write that failed is an
+// *atomicfile.Error naming path (with what to do on a full file system).
+// Temporary files that a killed Write left next to path are removed. Two
+// concurrent Writes of one path leave one of the two contents, whole; the
+// other may fail.
 func Write(path string, cfg *clientcmdapi.Config) error {
 	cfg = cfg.DeepCopy()
 	for _, c := range cfg.Clusters {
@@ -250,11 +253,14 @@ func Write(path string, cfg *clientcmdapi.Config) error {
 	}
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("writing kubeconfig: %w", err)
+		return fmt.Errorf("kubeconfig: creating directory: %w", err)
 	}
 	if err := atomicfile.CheckDir(dir, "kubeconfig directory"); err != nil {
 		return err
 	}
+	// A write killed before its rename left a temporary file that nothing
+	// else removes. Best effort: failing to tidy up must not fail a write.
+	_ = atomicfile.RemoveTemps(path)
 	// A node re-bootstrapping usually writes what is already there: skip
 	// the write (and its fsyncs) when the file is private and identical.
 	// Anything else (a link, another owner, a wider mode) is replaced by
@@ -263,7 +269,7 @@ func Write(path string, cfg *clientcmdapi.Config) error {
 		return nil
 	}
 	if err := atomicfile.WriteFile(path, data, 0o600); err != nil {
-		return fmt.Errorf("writing kubeconfig: %w", err)
+		return fmt.Errorf("kubeconfig: %w", err)
 	}
 	return nil
 }

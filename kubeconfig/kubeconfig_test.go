@@ -185,6 +185,30 @@ func TestWriteNode(t *testing.T) {
 	}
 }
 
+// TestWriteRemovesKilledTemps: a Write killed before its rename leaves
+// .kubelet.conf.tmp-*; the next Write removes it, also when it finds the
+// file identical and writes nothing.
+func TestWriteRemovesKilledTemps(t *testing.T) {
+	dir := t.TempDir()
+	certPEM, keyPEM := pair(t, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+	write(t, dir, "kubelet-client-current.pem", string(certPEM)+string(keyPEM))
+	path := filepath.Join(dir, "kubelet.conf")
+	cfg := Node(&rest.Config{Host: "https://10.1.1.1:6443"}, filepath.Join(dir, "kubelet-client-current.pem"))
+	for _, round := range []string{"first write", "identical write"} {
+		leftover := filepath.Join(dir, ".kubelet.conf.tmp-killed")
+		write(t, dir, filepath.Base(leftover), "half a kubeconf")
+		if err := Write(path, cfg); err != nil {
+			t.Fatalf("%s: %v", round, err)
+		}
+		if _, err := os.Lstat(leftover); !os.IsNotExist(err) {
+			t.Errorf("%s: the killed write's temporary file is still there (%v)", round, err)
+		}
+		if _, _, err := LoadUsable(path, time.Now()); err != nil {
+			t.Errorf("%s: %v", round, err)
+		}
+	}
+}
+
 // FuzzLoadUsable feeds arbitrary kubeconfig content to LoadUsable: it must
 // never panic, and must accept the content only if a client certificate
 // loads.

@@ -54,7 +54,6 @@ type report struct {
 		PhaseText  string  `json:"kills_by_phase_text"`
 		Missed     int     `json:"exited_before_kill"`
 		Leftovers  int     `json:"leftovers_after_kills"`
-		Stale      int     `json:"stale_kubeconfig_temp_files"`
 		Violations int     `json:"violations"`
 		Seconds    float64 `json:"seconds"`
 	} `json:"kinds"`
@@ -134,12 +133,6 @@ func markdown(r report, seeded bool, loadBefore, loadAfter string) string {
 		"authenticates (a SelfSubjectReview answers `system:node:<name>`); no torn or zero-length file; at most one temporary key; a valid " +
 		"certificate, once stored, is never replaced by nothing. *Leftovers* are what a kill inside a write leaves and the design tolerates " +
 		"until the next run (an empty pair file nothing points at, an unrenamed temporary file); after a completed run any leftover is a violation.\n\n")
-	stale := 0
-	for _, k := range r.Kinds {
-		stale += k.Stale
-	}
-	fmt.Fprintf(&s, "Known issue, counted apart: a kill inside the kubeconfig's atomic write leaves `.kubelet.conf.tmp-<random>` next to it, "+
-		"and no later run removes it (certstore.Open cleans only the certificate directory); seen after completed runs: %d.\n\n", stale)
 	if len(r.ENOSPC) > 0 {
 		fmt.Fprintf(&s, "ENOSPC (root: a 64 KiB tmpfs under the certificate directory and another under the kubeconfig, filled so that exactly the "+
 			"named write fails; each case: a one-line error naming the file and a non-zero exit, or for `tlsboot run` a logged retry naming it; "+

@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -90,5 +91,44 @@ func TestSymlink(t *testing.T) {
 	}
 	if got, _ := os.Readlink(link); got != "c" {
 		t.Fatalf("Readlink = %q, want c", got)
+	}
+}
+
+// TestRemoveTemps removes what a WriteFile or Symlink killed before its
+// rename leaves, and nothing else: not the file, not another file's
+// temporary files, not a directory of that name.
+func TestRemoveTemps(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "kubelet.conf")
+	mk := func(name string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk("kubelet.conf")
+	mk(".kubelet.conf.tmp-123")
+	mk(".kubelet.conf.tmp-456")
+	mk(".other.conf.tmp-123")
+	mk(".kubelet.conf.bak")
+	if err := os.Symlink("kubelet.conf", filepath.Join(dir, ".kubelet.conf.tmp-link-abc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, ".kubelet.conf.tmp-dir"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveTemps(target); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Name())
+	}
+	want := []string{".kubelet.conf.bak", ".kubelet.conf.tmp-dir", ".other.conf.tmp-123", "kubelet.conf"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("left %v, want %v", got, want)
 	}
 }

@@ -12,9 +12,9 @@ import (
 
 // TestWriteFailures injects ENOSPC into the call of WriteFile or Symlink
 // that takes space, as a full file system does (test/crash does it for
-// real on a small tmpfs when it runs as root): the error wraps ENOSPC and
-// names the file, the old content or link is intact, and no temporary file
-// remains.
+// real on a small tmpfs when it runs as root): the error wraps ENOSPC,
+// names the file asked for (not the temporary one) and says what to do,
+// the old content or link is intact, and no temporary file remains.
 func TestWriteFailures(t *testing.T) {
 	enospc := func(t *testing.T) {
 		oldWrite, oldSymlink := write, symlink
@@ -55,8 +55,9 @@ func TestWriteFailures(t *testing.T) {
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("error %v, want one wrapping ENOSPC", err)
 			}
-			if !strings.Contains(err.Error(), filepath.Join(dir, ".kubelet.conf.tmp-")) {
-				t.Errorf("error %q does not name the file being written", err)
+			want := target + ": no space left on device; free space on the file system that holds " + dir + " (the previous kubelet.conf is unchanged)"
+			if !strings.HasSuffix(err.Error(), want) || strings.Contains(err.Error(), ".tmp-") {
+				t.Errorf("error %q\ndoes not end in %q, or names a temporary file", err, want)
 			}
 			if after := state(t, dir); after != before {
 				t.Errorf("directory changed by a failed write:\nbefore %s\nafter  %s", before, after)

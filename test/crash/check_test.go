@@ -43,19 +43,7 @@ type node struct {
 	// lastValid is the last valid certificate the checks saw stored: once
 	// there is one, the store must never again hold none.
 	lastValid *x509.Certificate
-	// staleKubeconfigTemps are the leftover temporary files of killed
-	// kubeconfig writes seen so far (see knownIssueKubeconfigTemp).
-	staleKubeconfigTemps map[string]bool
 }
-
-// knownIssueKubeconfigTemp: a kill inside kubeconfig.Write (between
-// atomicfile's CreateTemp and its rename) leaves .<kubeconfig>.tmp-<random>
-// next to the kubeconfig, and no later run removes it (certstore.Open
-// cleans only the certificate directory). Found by this harness and
-// reported; until kubeconfig.Write (not this package's) removes them,
-// they are counted apart instead of failing every CI run. Set it to false
-// once that is fixed: they then count as violations like any leftover.
-const knownIssueKubeconfigTemp = true
 
 // newNode makes a node with a unique name under a new directory of the
 // test: <dir>/pki and <dir>/kubelet.conf.
@@ -162,9 +150,6 @@ func (ck *checker) forget(t *testing.T, n *node) {
 type findings struct {
 	violations []string // one line each
 	leftovers  int      // leftovers of interrupted writes that the state tolerates
-	// staleKubeconfigTemps is the number of new leftover temporary files
-	// of the kubeconfig after a completed run (knownIssueKubeconfigTemp).
-	staleKubeconfigTemps int
 }
 
 // check checks the invariants of n in state s. Leftovers of interrupted
@@ -182,7 +167,7 @@ func (ck *checker) check(t *testing.T, n *node, s state) (f findings) {
 		}
 	}
 	// no torn or zero-length file, at most one temporary key
-	f.leftovers, f.staleKubeconfigTemps = checkFiles(n, s, bad)
+	f.leftovers = checkFiles(n, s, bad)
 	// client-go's file store reads the store; a valid certificate is never
 	// replaced by nothing
 	ck.checkStore(n, s, bad)
@@ -220,9 +205,8 @@ func (ck *checker) csrsByKey(t *testing.T, node string) map[string][]string {
 }
 
 // checkFiles checks every file under the node's directory and returns the
-// number of tolerated leftovers, and of newly seen stale temporary files
-// of the kubeconfig (knownIssueKubeconfigTemp).
-func checkFiles(n *node, s state, bad func(string, ...any)) (leftovers, stale int) {
+// number of tolerated leftovers.
+func checkFiles(n *node, s state, bad func(string, ...any)) (leftovers int) {
 	target := ""
 	if t, err := filepath.EvalSymlinks(certstore.CurrentPath(n.certDir, prefix)); err == nil {
 		target = t
@@ -250,17 +234,7 @@ func checkFiles(n *node, s state, bad func(string, ...any)) (leftovers, stale in
 			// A temporary file of an atomic write that a kill
 			// interrupted: harmless while it is not renamed into place,
 			// but a completed run must have removed it.
-			known := knownIssueKubeconfigTemp && filepath.Dir(path) == filepath.Dir(n.kubeconfig) &&
-				strings.HasPrefix(base, "."+filepath.Base(n.kubeconfig)+".tmp-")
 			switch {
-			case s == complete && known:
-				if n.staleKubeconfigTemps == nil {
-					n.staleKubeconfigTemps = map[string]bool{}
-				}
-				if !n.staleKubeconfigTemps[path] {
-					n.staleKubeconfigTemps[path] = true
-					stale++
-				}
 			case s == complete:
 				bad("leftover temporary file %s (%d bytes)", path, fi.Size())
 			default:
@@ -288,7 +262,7 @@ func checkFiles(n *node, s state, bad func(string, ...any)) (leftovers, stale in
 	if tempKeys > 1 {
 		bad("%d temporary keys in %s", tempKeys, n.certDir)
 	}
-	return leftovers, stale
+	return leftovers
 }
 
 // torn says why the content of the file base is not whole, or "".

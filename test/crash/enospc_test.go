@@ -211,7 +211,7 @@ func TestENOSPCRotation(t *testing.T) {
 			a.hup(t)
 			a.awaitLog(t, "no space left on device")
 			line := lineWith(a.stderr.String(), "no space left on device")
-			if !strings.Contains(line, "Certificate renewal failed, will retry") || !strings.Contains(line, tt.file) {
+			if !strings.Contains(line, "Certificate renewal failed, will retry") || !strings.Contains(line, tt.file) || !strings.Contains(line, "free space on the file system that holds") {
 				t.Errorf("the failure is not logged as a retry naming %s:\n%s", tt.file, line)
 			}
 			if got := n.serial(); got != before {
@@ -251,10 +251,13 @@ func checkENOSPCError(t *testing.T, r result, file string) {
 		t.Fatalf("the run succeeded on a full file system:\n%s", r)
 	}
 	line := r.lastLine()
-	for _, want := range []string{"tlsboot: ", "no space left on device", file} {
+	for _, want := range []string{"tlsboot: ", "no space left on device; free space on the file system that holds", file} {
 		if !strings.Contains(line, want) {
 			t.Errorf("the error line does not contain %q:\n%s", want, line)
 		}
+	}
+	if strings.Contains(line, ".tmp-") && !strings.HasSuffix(file, ".tmp") {
+		t.Errorf("the error line names a temporary file rather than %s:\n%s", file, line)
 	}
 	if strings.Contains(r.stderr, "goroutine ") || strings.Contains(r.stderr, "panic") {
 		t.Errorf("stack trace in the output:\n%s", r.stderr)

@@ -22,10 +22,8 @@ type tally struct {
 	phases             map[string]int // kills by the phase they landed in
 	missed             int            // the process had exited before its kill instant
 	leftovers          int            // tolerated leftovers of interrupted writes seen after kills
-	// staleKubeconfigTemps counts the known issue knownIssueKubeconfigTemp.
-	staleKubeconfigTemps int
-	violations           int
-	took                 time.Duration
+	violations         int
+	took               time.Duration
 }
 
 var (
@@ -68,8 +66,8 @@ func summary() string {
 	var b strings.Builder
 	for _, k := range slices.Sorted(maps.Keys(tallies)) {
 		t := tallies[k]
-		fmt.Fprintf(&b, "crash: %s: %d cycles in %s, kill window %s (%s..%s), kills by phase: %s; exited before the kill %d; leftovers after kills %d; stale kubeconfig temporary files (known issue) %d; violations %d\n",
-			t.kind, t.cycles, t.took.Round(time.Second), t.window.Round(time.Millisecond), t.windowLo.Round(time.Millisecond), t.windowHi.Round(time.Millisecond), t.phaseText(), t.missed, t.leftovers, t.staleKubeconfigTemps, t.violations)
+		fmt.Fprintf(&b, "crash: %s: %d cycles in %s, kill window %s (%s..%s), kills by phase: %s; exited before the kill %d; leftovers after kills %d; violations %d\n",
+			t.kind, t.cycles, t.took.Round(time.Second), t.window.Round(time.Millisecond), t.windowLo.Round(time.Millisecond), t.windowHi.Round(time.Millisecond), t.phaseText(), t.missed, t.leftovers, t.violations)
 	}
 	if len(enospc) > 0 {
 		fmt.Fprintf(&b, "crash: ENOSPC cases passed: %d (%s)\n", len(enospc), strings.Join(enospc, "; "))
@@ -98,7 +96,6 @@ type reportedKind struct {
 	PhaseText  string         `json:"kills_by_phase_text"`
 	Missed     int            `json:"exited_before_kill"`
 	Leftovers  int            `json:"leftovers_after_kills"`
-	Stale      int            `json:"stale_kubeconfig_temp_files"`
 	Violations int            `json:"violations"`
 	Seconds    float64        `json:"seconds"`
 }
@@ -117,7 +114,7 @@ func writeReport(path string, took time.Duration) error {
 		r.Kinds = append(r.Kinds, reportedKind{
 			Kind: t.kind, WindowMS: ms(t.window), WindowLoMS: ms(t.windowLo), WindowHiMS: ms(t.windowHi), Cycles: t.cycles,
 			Phases: t.phases, PhaseText: t.phaseText(), Missed: t.missed, Leftovers: t.leftovers,
-			Stale: t.staleKubeconfigTemps, Violations: t.violations, Seconds: t.took.Seconds(),
+			Violations: t.violations, Seconds: t.took.Seconds(),
 		})
 	}
 	data, err := json.MarshalIndent(r, "", "  ")
