@@ -106,6 +106,12 @@ func Run(ctx context.Context, opts Options) error {
 }
 
 func (a *agent) run(ctx context.Context, l net.Listener) error {
+	// SIGHUP is caught from here on, before /readyz can answer: a script
+	// that waits for readiness and then sends SIGHUP must get a renewal,
+	// not the default action of a SIGHUP, which ends the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	reg := metrics.NewRegistry()
 	hooks := a.withMemoryRelease(ctx, a.withOnRotate(ctx, metrics.NewAgent(reg).Hooks()))
 	ready := make(chan struct{})
@@ -149,7 +155,7 @@ func (a *agent) run(ctx context.Context, l net.Listener) error {
 			}
 		})
 	}
-	a.forceOnSIGHUP(ctx, managers)
+	a.forceOnSIGHUP(ctx, hup, managers)
 	a.stop(ctx, &wg)
 	return nil
 }
@@ -176,12 +182,9 @@ func (a *agent) serve(ctx context.Context, wg *sync.WaitGroup, l net.Listener, s
 	})
 }
 
-// forceOnSIGHUP triggers a renewal of every certificate on each SIGHUP
-// until ctx ends.
-func (a *agent) forceOnSIGHUP(ctx context.Context, managers []*rotation.Manager) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// forceOnSIGHUP triggers a renewal of every certificate on each signal
+// from hup until ctx ends.
+func (a *agent) forceOnSIGHUP(ctx context.Context, hup <-chan os.Signal, managers []*rotation.Manager) {
 	for {
 		select {
 		case <-ctx.Done():
