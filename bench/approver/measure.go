@@ -137,8 +137,12 @@ func startApprover(ctx context.Context, bin string, c *testcluster.Cluster, work
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"approver", "--kubeconfig", c.AdminKubeconfig, "--metrics-bind-address", "127.0.0.1:0",
-		"--workers", strconv.Itoa(workers), "--leader-elect-namespace", "kube-system"}, extra...)
+	args := []string{"approver", "--kubeconfig", c.AdminKubeconfig, "--metrics-bind-address", "127.0.0.1:0",
+		"--leader-elect-namespace", "kube-system"}
+	if workers > 0 {
+		args = append(args, "--workers", strconv.Itoa(workers))
+	}
+	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

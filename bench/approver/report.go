@@ -157,8 +157,8 @@ client CSRs is created concurrently as the kubeadm bootstrap token user, with 6%
 not be approved: O=system:masters (tlsboot denies, the others leave them), CSRs from a token whose
 group has no nodeclient binding, and CSRs for signer kubernetes.io/kube-apiserver-client (all
 leave those alone). kube-controller-manager runs csrapproving with its default client limits (20
-QPS, burst 30); tlsboot approver runs as a process with its defaults (8 workers, 200 QPS / burst
-400, SubjectAccessReview answers reused for 5 s, leader election on). The **ceiling** is the API
+QPS, burst 30); tlsboot approver runs as a process with its defaults (32 workers, 1000 QPS / burst
+2000, SubjectAccessReview answers reused for 5 s, leader election on) unless -workers is set. The **ceiling** is the API
 server's own limit on this machine: one client with **no client-side rate limit** (protobuf, as the
 approver), an informer started before the burst, and 16 workers that PUT the approval subresource
 of each good CSR as it arrives — no checks, no SubjectAccessReview, no Event; it runs in the

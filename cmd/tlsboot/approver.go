@@ -97,8 +97,8 @@ func (f *approverFlags) register(cmd *cobra.Command) {
 	fs.DurationVar(&f.pendingTimeout, "pending-timeout", time.Hour, "how long a CSR may wait for its Node or its permission (0: forever)")
 	fs.StringVar(&f.timeoutAction, "pending-timeout-action", "leave", "after --pending-timeout: leave (for a human) or deny")
 	fs.DurationVar(&f.sarTTL, "sar-cache-ttl", approver.DefaultSARCacheTTL, fmt.Sprintf("reuse a SubjectAccessReview answer for the same requester and permission this long (0: never, at most %s)", approver.MaxSARCacheTTL))
-	fs.Float32Var(&f.qps, "kube-api-qps", 200, "client rate limit: API requests per second")
-	fs.IntVar(&f.burst, "kube-api-burst", 400, "client rate limit: burst of API requests")
+	fs.Float32Var(&f.qps, "kube-api-qps", 1000, "client rate limit: API requests per second")
+	fs.IntVar(&f.burst, "kube-api-burst", 2000, "client rate limit: burst of API requests")
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", "address of /metrics, /healthz and /readyz")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "decide only while holding the leader Lease (run several replicas safely)")
 	fs.StringVar(&f.leaseNamespace, "leader-elect-namespace", "kube-system", "namespace of the leader Lease")
@@ -312,6 +312,8 @@ func approverHint(reason string) string {
 		return "The longest spec.expirationSeconds approved is --max-expiration"
 	case approval.ReasonSANReserved:
 		return "Service ranges come from the cluster's ServiceCIDR objects and --service-cidrs; names under .svc.<domain> use --cluster-domain"
+	case approval.ReasonTokenBoundToOtherNode, approval.ReasonInvalidTokenBinding, approval.ReasonTokenAlreadyUsed:
+		return "A token bound to one node is made with 'tlsboot token create --node-name NODE'; revoke a misused one with 'tlsboot token delete ID'"
 	}
 	return ""
 }

@@ -60,13 +60,16 @@ func TestApproverNeedsAConfig(t *testing.T) {
 // flags and the way out.
 func TestApproverHints(t *testing.T) {
 	for reason, want := range map[string][]string{
-		approval.ReasonNoServingScope:       {"--allowed-ip-cidrs", "--allowed-dns-regex"},
-		approval.ReasonNodeAlive:            {"delete its Node object"},
-		approval.ReasonSANForbiddenByPolicy: {"--allowed-dns-regex", "--allowed-ip-cidrs"},
-		approval.ReasonPendingTimeout:       {"--pending-timeout", "--pending-timeout-action"},
-		approval.ReasonExpirationTooLong:    {"--max-expiration"},
-		approval.ReasonSANReserved:          {"--service-cidrs", "--cluster-domain"},
-		approval.ReasonAutoApproved:         nil,
+		approval.ReasonNoServingScope:        {"--allowed-ip-cidrs", "--allowed-dns-regex"},
+		approval.ReasonNodeAlive:             {"delete its Node object"},
+		approval.ReasonSANForbiddenByPolicy:  {"--allowed-dns-regex", "--allowed-ip-cidrs"},
+		approval.ReasonPendingTimeout:        {"--pending-timeout", "--pending-timeout-action"},
+		approval.ReasonExpirationTooLong:     {"--max-expiration"},
+		approval.ReasonSANReserved:           {"--service-cidrs", "--cluster-domain"},
+		approval.ReasonTokenBoundToOtherNode: {"tlsboot token create --node-name"},
+		approval.ReasonInvalidTokenBinding:   {"tlsboot token create --node-name"},
+		approval.ReasonTokenAlreadyUsed:      {"tlsboot token create --node-name", "tlsboot token delete"},
+		approval.ReasonAutoApproved:          nil,
 	} {
 		got := approverHint(reason)
 		if want == nil && got != "" {
