@@ -52,7 +52,7 @@ func (a *agent) releaseMemory(ctx context.Context) {
 		logger.Info("Could not release the executable's pages; they stay resident", "err", err)
 		return
 	}
-	logger.Info("Released memory", "executableBytes", n, "took", time.Since(start).String())
+	logger.Info("Released memory", "executable_bytes", n, "took", time.Since(start).String())
 }
 
 // withMemoryRelease releases memory after each rotation (see releaseMemory).
