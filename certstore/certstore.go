@@ -241,6 +241,50 @@ func ReadCurrent(dir, prefix string) (cert *tls.Certificate, path string, err er
 	return cert, legacyCert(dir, prefix), nil
 }
 
+// StoredAt returns when the pair that Current reads was stored: the
+// modification time of the file -current.pem resolves to or, when Current
+// falls back to the legacy pair, of <prefix>.crt. Update writes each pair
+// file once and never modifies it, so for the pairs of this package it is
+// when Update wrote it; for a legacy pair it is when that file was last
+// written. Callers use it as an upper bound on when the certificate was
+// issued. With no certificate (as Current decides it) the error wraps
+// ErrNoCertificate; other errors name the file. It reads metadata only,
+// never the certificate, and is safe for concurrent use with every method
+// of s; an Update between a Current and a StoredAt makes them describe
+// different pairs, so call both from the goroutine that updates.
+func (s *Store) StoredAt() (time.Time, error) { return StoredAt(s.dir, s.prefix) }
+
+// StoredAt is Store.StoredAt for the store of prefix in dir without
+// opening it: it creates, repairs and removes nothing (for tools that only
+// look, like `tlsboot status`). An invalid prefix is refused as Open
+// refuses it.
+func StoredAt(dir, prefix string) (time.Time, error) {
+	if err := (Options{Dir: dir, Prefix: prefix}).Validate(); err != nil {
+		return time.Time{}, err
+	}
+	cur := CurrentPath(dir, prefix)
+	fi, err := os.Stat(cur)
+	if err == nil {
+		return fi.ModTime(), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return time.Time{}, fmt.Errorf("certstore: %w", err)
+	}
+	// As readLegacy: the legacy pair counts only when both files exist.
+	certPath, keyPath := legacyCert(dir, prefix), legacyKey(dir, prefix)
+	fi, err = os.Stat(certPath)
+	if err == nil {
+		_, err = os.Stat(keyPath)
+	}
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return time.Time{}, fmt.Errorf("certstore: no %s and no legacy pair %s, %s: %w", cur, certPath, keyPath, ErrNoCertificate)
+	case err != nil:
+		return time.Time{}, fmt.Errorf("certstore: %w", err)
+	}
+	return fi.ModTime(), nil
+}
+
 // readLegacy reads the kubelet's legacy pair. Like client-go it is used only
 // when both files exist; otherwise the error wraps os.ErrNotExist.
 func readLegacy(dir, prefix string) (*tls.Certificate, error) {

@@ -776,3 +776,83 @@ func TestReadCurrent(t *testing.T) {
 		}
 	})
 }
+
+// TestStoredAt: the stored time is that of the file Current reads (the
+// link's target, not the link; the legacy .crt, not its .key), and the
+// read-only function agrees with the method.
+func TestStoredAt(t *testing.T) {
+	ca := newIssuer(t)
+	p, q := ca.leaf(t, "ecdsa", "current"), ca.leaf(t, "rsa", "legacy")
+	at, other := t0.Add(-time.Hour), t0.Add(-2*time.Hour)
+	chtimes := func(t *testing.T, path string, at time.Time) {
+		t.Helper()
+		if err := os.Chtimes(path, at, at); err != nil { // follows a link
+			t.Fatal(err)
+		}
+	}
+	legacy := func(t *testing.T, dir string) {
+		writeFile(t, filepath.Join(dir, prefix+".crt"), q.cert, 0o600)
+		writeFile(t, filepath.Join(dir, prefix+".key"), q.key, 0o600)
+		chtimes(t, filepath.Join(dir, prefix+".crt"), at)
+		chtimes(t, filepath.Join(dir, prefix+".key"), other)
+	}
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, dir string)
+		open    bool // also check the method of an opened Store
+		wantErr error
+		anyErr  bool
+	}{
+		{name: "current pair: its file, not the link", open: true, setup: func(t *testing.T, dir string) {
+			s := open(t, certstore.Options{Dir: dir, Now: clock(time.Second)})
+			update(t, s, q)
+			chtimes(t, s.CurrentPath(), other)
+			update(t, s, p)
+			chtimes(t, s.CurrentPath(), at)
+		}},
+		{name: "legacy pair: the .crt", open: true, setup: legacy},
+		{name: "dangling link: the legacy pair, as Current", setup: func(t *testing.T, dir string) {
+			legacy(t, dir)
+			symlink(t, filepath.Join(dir, prefix+"-2026-11-27-09-09-09.pem"), filepath.Join(dir, prefix+"-current.pem"))
+		}},
+		{name: "legacy certificate without its key", setup: func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, prefix+".crt"), q.cert, 0o600)
+		}, wantErr: certstore.ErrNoCertificate},
+		{name: "empty", setup: func(*testing.T, string) {}, wantErr: certstore.ErrNoCertificate},
+		{name: "not a directory", setup: func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, "file"), nil, 0o600)
+		}, anyErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			tt.setup(t, dir)
+			if tt.anyErr {
+				dir = filepath.Join(dir, "file")
+			}
+			got, err := certstore.StoredAt(dir, prefix)
+			switch {
+			case tt.anyErr:
+				if err == nil || errors.Is(err, certstore.ErrNoCertificate) || !strings.Contains(err.Error(), dir) {
+					t.Fatalf("StoredAt = %v, %v; want an error naming %s", got, err, dir)
+				}
+				return
+			case tt.wantErr != nil:
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("StoredAt = %v, %v; want %v", got, err, tt.wantErr)
+				}
+				return
+			case err != nil || !got.Equal(at):
+				t.Fatalf("StoredAt = %v, %v; want %v", got, err, at)
+			}
+			if tt.open {
+				if got, err := open(t, certstore.Options{Dir: dir}).StoredAt(); err != nil || !got.Equal(at) {
+					t.Errorf("Store.StoredAt = %v, %v; want %v", got, err, at)
+				}
+			}
+		})
+	}
+	if _, err := certstore.StoredAt(t.TempDir(), "../x"); err == nil {
+		t.Error("StoredAt accepted a prefix with a separator")
+	}
+}

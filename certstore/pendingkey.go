@@ -22,6 +22,30 @@ func PendingKeyPath(dir, prefix string) string {
 	return filepath.Join(dir, prefix+".key.tmp")
 }
 
+// HasPendingKey reports whether anything is at PendingKeyPath: the key of
+// a request that has not finished (a failed or interrupted renewal or
+// bootstrap). It neither reads the file nor follows a symbolic link, and
+// says nothing about whether the key is usable or safe: a link or another
+// user's file there counts too, so that a caller that resumes gets
+// LoadPendingKey's error for it instead of never noticing it. An error
+// other than the file not existing (for example a directory it may not
+// search) is returned with the path; found is then false. It is safe for
+// concurrent use with every method of s.
+func (s *Store) HasPendingKey() (found bool, err error) { return HasPendingKey(s.dir, s.prefix) }
+
+// HasPendingKey is Store.HasPendingKey for the store of prefix in dir,
+// without opening it (for tools that only look, like `tlsboot status`).
+func HasPendingKey(dir, prefix string) (found bool, err error) {
+	_, err = os.Lstat(PendingKeyPath(dir, prefix))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, fs.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("certstore: pending key: %w", err)
+}
+
 // LoadPendingKey returns the pending key: the private key that waits for
 // its certificate in PendingKeyPath. Requesting a certificate for the same
 // key after a failure or a restart gives the same deterministic CSR name, so

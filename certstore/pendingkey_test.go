@@ -425,3 +425,49 @@ func tempLeftovers(t *testing.T, dir string) []string {
 	}
 	return left
 }
+
+// TestHasPendingKey: anything at PendingKeyPath counts, unread and
+// unfollowed, so that the caller that resumes hears LoadPendingKey's
+// verdict on it; the read-only function agrees with the method.
+func TestHasPendingKey(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, path string)
+		want    bool
+		wantErr bool
+	}{
+		{name: "none", setup: func(*testing.T, string) {}},
+		{name: "a key", setup: func(t *testing.T, path string) { writeFile(t, path, []byte("x"), 0o600) }, want: true},
+		{name: "unsafe: readable by others", setup: func(t *testing.T, path string) { writeFile(t, path, []byte("x"), 0o644) }, want: true},
+		{name: "dangling link", setup: func(t *testing.T, path string) { symlink(t, path+".gone", path) }, want: true},
+		{name: "directory", setup: func(t *testing.T, path string) {
+			if err := os.Mkdir(path, 0o700); err != nil {
+				t.Fatal(err)
+			}
+		}, want: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			s := open(t, certstore.Options{Dir: dir})
+			tt.setup(t, s.PendingKeyPath())
+			before := fileState(t, s.PendingKeyPath())
+			if got, err := s.HasPendingKey(); got != tt.want || err != nil {
+				t.Errorf("Store.HasPendingKey = %v, %v; want %v", got, err, tt.want)
+			}
+			if got, err := certstore.HasPendingKey(dir, prefix); got != tt.want || err != nil {
+				t.Errorf("HasPendingKey = %v, %v; want %v", got, err, tt.want)
+			}
+			if after := fileState(t, s.PendingKeyPath()); after != before {
+				t.Errorf("the file changed: before %s, after %s", before, after)
+			}
+		})
+	}
+	t.Run("error", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "file")
+		writeFile(t, file, nil, 0o600)
+		if got, err := certstore.HasPendingKey(file, prefix); got || err == nil || !strings.Contains(err.Error(), file) {
+			t.Errorf("HasPendingKey in a file = %v, %v; want an error naming it", got, err)
+		}
+	})
+}

@@ -7,7 +7,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"os"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -32,7 +31,7 @@ func (m *Manager) next(ctx context.Context) (Reason, time.Duration) {
 	if m.retry == ReasonForced || m.retry == ReasonResume {
 		return m.retry, 0
 	}
-	if first && m.pendingKeyExists() {
+	if first && m.pendingKeyExists(ctx) {
 		return ReasonResume, 0
 	}
 	if wait := m.known.schedule.Deadline.Sub(now); wait > 0 {
@@ -105,8 +104,8 @@ func (m *Manager) mismatch(cur *tls.Certificate) error {
 
 // observe records the certificate in use: in memory (see Current) and, for
 // a new certificate, its schedule, with a fresh jitter sample, logged once.
-// issuedAt is when it was stored if the caller knows (zero: the file's
-// time). A nil cert (the store has none) leaves the one in memory alone.
+// issuedAt is when it was stored if the caller knows (zero: ask the
+// store's StoredAt). A nil cert (the store has none) leaves the one in memory alone.
 func (m *Manager) observe(ctx context.Context, cert *tls.Certificate, issuedAt time.Time) {
 	m.setCurrent(ctx, cert)
 	var leaf *x509.Certificate
@@ -124,7 +123,7 @@ func (m *Manager) observe(ctx context.Context, cert *tls.Certificate, issuedAt t
 		return
 	}
 	if issuedAt.IsZero() {
-		issuedAt = m.storedAt()
+		issuedAt = m.storedAt(ctx)
 	}
 	info := certInfo{serial: serial, issuedAt: issuedAt, r: m.opts.Rand()}
 	info.schedule = Plan(leaf.NotBefore, leaf.NotAfter, issuedAt, m.opts.Policy, info.r)
@@ -147,20 +146,25 @@ func (m *Manager) report(leaf *x509.Certificate, s Schedule) {
 	}
 }
 
-// storedAt returns when the current pair file was written, a good bound
-// on when the certificate was issued; zero if unknown.
-func (m *Manager) storedAt() time.Time {
-	fi, err := os.Stat(m.opts.Store.CurrentPath())
+// storedAt returns when the store says the current certificate was
+// stored, a good bound on when it was issued; zero if unknown.
+func (m *Manager) storedAt(ctx context.Context) time.Time {
+	t, err := m.opts.Store.StoredAt()
 	if err != nil {
+		klog.FromContext(ctx).Info("Could not tell when the certificate was stored; assuming its signer backdated it", "err", err)
 		return time.Time{}
 	}
-	return fi.ModTime()
+	return t
 }
 
 // pendingKeyExists reports whether an unfinished renewal or bootstrap left
-// its key behind. Lstat: a link planted there counts, so that the renewal
-// it starts reports it instead of leaving it unnoticed.
-func (m *Manager) pendingKeyExists() bool {
-	_, err := os.Lstat(m.opts.Store.PendingKeyPath())
-	return err == nil
+// its key behind. Anything there counts (see Store.HasPendingKey), so that
+// the renewal it starts reports an unusable one instead of leaving it
+// unnoticed.
+func (m *Manager) pendingKeyExists(ctx context.Context) bool {
+	found, err := m.opts.Store.HasPendingKey()
+	if err != nil {
+		klog.FromContext(ctx).Info("Could not check for a pending key; not resuming a request", "path", m.opts.Store.PendingKeyPath(), "err", err)
+	}
+	return found
 }

@@ -3,6 +3,7 @@ package rotation
 import (
 	"crypto"
 	"crypto/tls"
+	"time"
 )
 
 // Store is where a Manager keeps its certificate and the key of a request
@@ -17,11 +18,19 @@ type Store interface {
 	// returns either the old pair or the new one, never a mix. It returns
 	// the stored certificate with Leaf set.
 	Update(certPEM, keyPEM []byte) (*tls.Certificate, error)
-	// CurrentPath names the stored certificate (logs, hooks); its
-	// modification time is taken as the time the certificate was stored.
+	// StoredAt returns when the certificate Current returns was stored,
+	// an upper bound on when it was issued that places the lifetime of a
+	// backdated certificate (see Plan). The Manager calls it after
+	// Current, once per certificate; on error it assumes the signer
+	// backdated by Policy.Backdate.
+	StoredAt() (time.Time, error)
+	// HasPendingKey reports whether a pending key (see LoadPendingKey) is
+	// stored: one there at start makes the Manager resume the unfinished
+	// request at once. On error the Manager does not resume.
+	HasPendingKey() (bool, error)
+	// CurrentPath names the stored certificate, for logs only.
 	CurrentPath() string
-	// PendingKeyPath names the pending key (logs); a file there at start
-	// makes the Manager resume the unfinished request at once.
+	// PendingKeyPath names the pending key, for logs only.
 	PendingKeyPath() string
 	// LoadPendingKey returns the pending key: the key a request waits
 	// with, kept so that a retry or a restart asks with the same key and

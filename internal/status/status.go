@@ -135,8 +135,10 @@ func (r *Report) Err() error {
 func certificate(dir, name, prefix string, opts Options) Certificate {
 	current := certstore.CurrentPath(dir, prefix)
 	c := Certificate{Name: name, Path: current}
-	if pending := certstore.PendingKeyPath(dir, prefix); exists(pending) {
-		c.PendingKey = pending
+	// An error here (the directory cannot be searched) also makes
+	// ReadCurrent fail, which the report says; it is not said twice.
+	if found, _ := certstore.HasPendingKey(dir, prefix); found {
+		c.PendingKey = certstore.PendingKeyPath(dir, prefix)
 	}
 	c.StaleFiles = stale(dir, prefix, current)
 	cert, path, err := certstore.ReadCurrent(dir, prefix)
@@ -149,16 +151,15 @@ func certificate(dir, name, prefix string, opts Options) Certificate {
 		return c
 	}
 	c.Path = path
-	describe(&c, cert.Leaf, opts)
+	// Zero when unknown, as the Manager takes it (rotation.Plan then
+	// assumes a backdated certificate).
+	storedAt, _ := certstore.StoredAt(dir, prefix)
+	describe(&c, cert.Leaf, storedAt, opts)
 	return c
 }
 
-func exists(path string) bool {
-	_, err := os.Lstat(path)
-	return err == nil
-}
-
-func describe(c *Certificate, leaf *x509.Certificate, opts Options) {
+// describe fills c from leaf, stored at storedAt (zero: unknown).
+func describe(c *Certificate, leaf *x509.Certificate, storedAt time.Time, opts Options) {
 	c.Subject, c.Issuer = leaf.Subject.String(), leaf.Issuer.String()
 	c.DNSNames = leaf.DNSNames
 	for _, ip := range leaf.IPAddresses {
@@ -173,10 +174,6 @@ func describe(c *Certificate, leaf *x509.Certificate, opts Options) {
 		c.State = StateExpired
 	default:
 		c.State = StateValid
-	}
-	var storedAt time.Time
-	if fi, err := os.Stat(c.Path); err == nil {
-		storedAt = fi.ModTime()
 	}
 	p := rotation.Policy{RenewBefore: opts.RenewBefore}
 	c.RotationFrom = rotation.Plan(leaf.NotBefore, leaf.NotAfter, storedAt, p, 0).Deadline.UTC()
