@@ -21,6 +21,7 @@ type runFlags struct {
 	servingCert      bool
 	nodeIPs          []string
 	hostnameOverride string
+	servingCAFile    string
 	onRotate         string
 	metricsAddress   string
 }
@@ -32,6 +33,7 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.servingCert, "serving-cert", false, "also request and rotate the kubelet serving certificate (signer kubernetes.io/kubelet-serving, prefix "+agent.ServingPrefix+")")
 	fs.StringArrayVar(&f.nodeIPs, "node-ip", nil, "IP address for the serving certificate's SANs (repeatable; needs --serving-cert)")
 	fs.StringVar(&f.hostnameOverride, "hostname-override", "", "DNS name for the serving certificate's SANs (default: the host name, lower-cased; needs --serving-cert)")
+	fs.StringVar(&f.servingCAFile, "serving-ca-file", "", "PEM file of the CA(s) that serving certificates must chain to, for a kubelet-serving signer that does not use the cluster CA (default: the --kubeconfig cluster's CA; needs --serving-cert)")
 	fs.StringVar(&f.onRotate, "on-rotate", "", "shell command run after each rotation, with TLSBOOT_CERT_PATH, TLSBOOT_CERT_NAME (client|serving) and TLSBOOT_ROTATION_REASON set")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", agent.DefaultMetricsAddress, "address of /metrics, /healthz and /readyz; 0 disables")
 }
@@ -44,6 +46,9 @@ func (f *runFlags) options(b *bootstrapFlags) (agent.Options, error) {
 	}
 	if !f.servingCert && (len(f.nodeIPs) > 0 || f.hostnameOverride != "") {
 		return agent.Options{}, usageError{errors.New("--node-ip and --hostname-override set the serving certificate's SANs: add --serving-cert")}
+	}
+	if !f.servingCert && f.servingCAFile != "" {
+		return agent.Options{}, usageError{errors.New("--serving-ca-file checks the serving certificate: add --serving-cert")}
 	}
 	ips, err := parseIPs(f.nodeIPs)
 	if err != nil {
@@ -64,10 +69,15 @@ func (f *runFlags) options(b *bootstrapFlags) (agent.Options, error) {
 		Serving:        f.servingCert,
 		Hostname:       host,
 		NodeIPs:        ips,
+		ServingCAFile:  f.servingCAFile,
 		OnRotate:       f.onRotate,
 		MetricsAddress: f.metricsAddress,
 	}
 	if err := opts.Validate(); err != nil {
+		var ca *agent.ServingCAError
+		if errors.As(err, &ca) {
+			return agent.Options{}, usageError{fmt.Errorf("--serving-ca-file: %w: pass a PEM file of the CA that signs kubelet serving certificates", ca.Err)}
+		}
 		return agent.Options{}, invalidOptions(err)
 	}
 	return opts, nil
@@ -102,6 +112,10 @@ The kubeconfig points at <cert-dir>/<prefix>-current.pem, so a rotation needs no
 
 With --serving-cert it also keeps a kubelet serving certificate (<cert-dir>/kubelet-server-current.pem)
 for the host name and --node-ip addresses; an operator or approver must approve those CSRs.
+
+An issued certificate is stored only if it is a leaf for the requested key, names and extended key
+usages and chains to the --kubeconfig cluster's CA (when that names one); serving certificates chain
+to the CA(s) in --serving-ca-file instead when it is set, for a kubelet-serving signer with its own CA.
 
 SIGHUP renews every certificate now. Between deadlines the agent sleeps, having given back to the
 OS the memory start-up and the last rotation used, its executable's pages included (set

@@ -45,6 +45,12 @@ type Options struct {
 	Serving  bool
 	Hostname string
 	NodeIPs  []net.IP
+	// ServingCAFile, if set, is a PEM file of the CA certificates that an
+	// issued serving certificate must chain to, instead of the node
+	// kubeconfig's cluster CA: for clusters whose kubernetes.io/kubelet-
+	// serving signer uses another CA. Validate reads it once; the agent
+	// reads it again at every renewal. Only with Serving.
+	ServingCAFile string
 	// OnRotate is a shell command run after each rotation; "" for none.
 	OnRotate string
 	// MetricsAddress serves /metrics, /healthz and /readyz; "" or "0" disables.
@@ -53,7 +59,9 @@ type Options struct {
 	InitialBackoff, MaxBackoff time.Duration
 }
 
-// Validate reports the first invalid option.
+// Validate reports the first invalid option. It reads ServingCAFile, if
+// set: a file that cannot be read or holds no PEM certificate is a
+// *ServingCAError.
 func (o Options) Validate() error {
 	switch {
 	case o.Bootstrap.KubeconfigPath == "" || o.Bootstrap.CertDir == "" || o.Bootstrap.NodeName == "":
@@ -64,6 +72,11 @@ func (o Options) Validate() error {
 		return errors.New("the serving certificate needs a host name or at least one node IP")
 	case !o.Serving && (o.Hostname != "" || len(o.NodeIPs) > 0):
 		return errors.New("a host name or node IPs are only used with the serving certificate")
+	case !o.Serving && o.ServingCAFile != "":
+		return errors.New("a serving CA file is only used with the serving certificate")
+	case o.ServingCAFile != "":
+		_, err := readCAFile(o.ServingCAFile)
+		return err
 	}
 	return nil
 }

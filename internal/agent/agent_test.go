@@ -24,6 +24,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/internal/testpki"
 	"github.com/tlsboot/tlsboot/rotation"
 )
 
@@ -36,6 +37,13 @@ func validOptions(dir string) Options {
 
 func TestValidate(t *testing.T) {
 	dir := t.TempDir()
+	caFile, notPEM := filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.txt")
+	if err := os.WriteFile(caFile, testpki.NewCA(t).PEM(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(notPEM, []byte("not a certificate\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name   string
 		mutate func(*Options)
@@ -46,6 +54,13 @@ func TestValidate(t *testing.T) {
 		{"negative renew-before", func(o *Options) { o.RenewBefore = -time.Second }, "negative"},
 		{"serving without SANs", func(o *Options) { o.Serving = true }, "host name or at least one node IP"},
 		{"SANs without serving", func(o *Options) { o.NodeIPs = []net.IP{net.ParseIP("10.0.0.1")} }, "only used with the serving certificate"},
+		{"serving CA file without serving", func(o *Options) { o.ServingCAFile = caFile }, "serving CA file is only used with the serving certificate"},
+		{"serving CA file", func(o *Options) { o.Serving, o.Hostname, o.ServingCAFile = true, "node-a", caFile }, ""},
+		{"serving CA file missing", func(o *Options) {
+			o.Serving, o.Hostname, o.ServingCAFile = true, "node-a", filepath.Join(dir, "missing.pem")
+		}, "serving CA file: open " + filepath.Join(dir, "missing.pem") + ": no such file or directory"},
+		{"serving CA file without PEM", func(o *Options) { o.Serving, o.Hostname, o.ServingCAFile = true, "node-a", notPEM },
+			"serving CA file: " + notPEM + " holds no PEM certificate"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := validOptions(dir)

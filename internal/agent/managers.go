@@ -51,20 +51,22 @@ func (a *agent) clientOptions(hooks rotation.Hooks) rotation.Options {
 	}
 }
 
-// servingManager returns the serving certificate's manager: signer
+// servingOptions configures the serving certificate's manager: signer
 // kubernetes.io/kubelet-serving, SANs from the host name and node IPs, in
-// the same directory with the kubelet's prefix kubelet-server.
-func (a *agent) servingManager(hooks rotation.Hooks) (*rotation.Manager, error) {
+// the same directory with the kubelet's prefix kubelet-server. Issued
+// certificates go through the same checks as the client certificate's,
+// chaining to servingRoots.
+func (a *agent) servingOptions(hooks rotation.Hooks) (rotation.Options, error) {
 	b := a.opts.Bootstrap
 	store, err := openStore(b.CertDir, ServingPrefix)
 	if err != nil {
-		return nil, err
+		return rotation.Options{}, err
 	}
 	var dns []string
 	if a.opts.Hostname != "" {
 		dns = []string{a.opts.Hostname}
 	}
-	return rotation.New(rotation.Options{
+	return rotation.Options{
 		Name:     "serving",
 		Store:    store,
 		KeyType:  b.KeyType,
@@ -75,12 +77,23 @@ func (a *agent) servingManager(hooks rotation.Hooks) (*rotation.Manager, error) 
 			return r
 		},
 		Client:         a.nodeClient,
+		Roots:          a.servingRoots,
 		Policy:         rotation.Policy{RenewBefore: a.opts.RenewBefore},
 		WaitTimeout:    b.WaitTimeout,
 		InitialBackoff: a.opts.InitialBackoff,
 		MaxBackoff:     a.opts.MaxBackoff,
 		Hooks:          hooks,
-	})
+	}, nil
+}
+
+// servingManager returns the serving certificate's manager (see
+// servingOptions).
+func (a *agent) servingManager(hooks rotation.Hooks) (*rotation.Manager, error) {
+	opts, err := a.servingOptions(hooks)
+	if err != nil {
+		return nil, err
+	}
+	return rotation.New(opts)
 }
 
 // nodeClient returns a client for the cluster of the node kubeconfig that
@@ -121,6 +134,42 @@ func (a *agent) clusterRoots() (*x509.CertPool, error) {
 		return nil, err
 	}
 	return kubeconfig.CAPool(cfg)
+}
+
+// servingRoots returns the CAs a renewed serving certificate must chain
+// to: those of ServingCAFile when it is set, else the node kubeconfig's
+// cluster CA, as for the client certificate (nil when it names none). Both
+// are read at every renewal, so a replaced CA file is used from the next
+// one on.
+func (a *agent) servingRoots() (*x509.CertPool, error) {
+	if a.opts.ServingCAFile != "" {
+		return readCAFile(a.opts.ServingCAFile)
+	}
+	return a.clusterRoots()
+}
+
+// ServingCAError reports a serving CA file (Options.ServingCAFile) that
+// cannot be read or holds no PEM certificate. Err names the file.
+type ServingCAError struct {
+	File string
+	Err  error
+}
+
+func (e *ServingCAError) Error() string { return "serving CA file: " + e.Err.Error() }
+func (e *ServingCAError) Unwrap() error { return e.Err }
+
+// readCAFile reads the PEM certificates of file (with the size limit of
+// atomicfile.ReadFile) into a pool; errors are *ServingCAError.
+func readCAFile(file string) (*x509.CertPool, error) {
+	data, err := atomicfile.ReadFile(file)
+	if err != nil {
+		return nil, &ServingCAError{File: file, Err: err}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return nil, &ServingCAError{File: file, Err: fmt.Errorf("%s holds no PEM certificate", file)}
+	}
+	return pool, nil
 }
 
 // verify asks the API server who the current certificate is; a 401 means
