@@ -17,6 +17,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -151,7 +152,60 @@ func TestRunFailsFastOnBadMetricsAddress(t *testing.T) {
 // on-rotate commands. A rotation that a manager completes after the
 // shutdown began starts no command and logs one line saying so; a command
 // that was running is stopped and waited for.
+// TestShutdownOrder: stop waits for the managers before the on-rotate
+// commands, so that a command a manager starts while stop waits for it is
+// waited for too, and no command outlives Run. The command's context is
+// not cancelled here: it stands for a rotation that passed withOnRotate's
+// ctx check just before the shutdown (TestShutdownCommands covers the
+// ones after it). synctest.Wait lets the manager rotate only once stop is
+// blocked, which with the waits the other way round is after it waited
+// for the (then no) commands.
 func TestShutdownOrder(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dir := t.TempDir()
+		a := &agent{opts: validOptions(dir)}
+		var err error
+		if a.client, err = openStore(a.opts.Bootstrap.CertDir, "kubelet-client"); err != nil {
+			t.Fatal(err)
+		}
+		done := filepath.Join(dir, "done")
+		// Long enough to still run when a wrongly ordered stop returns.
+		a.opts.OnRotate = "sleep 0.5; touch " + done
+		logger := ktesting.NewLogger(t, ktesting.NewConfig(ktesting.BufferLogs(true)))
+		hookCtx := klog.NewContext(context.Background(), logger)
+		hooks := a.withOnRotate(hookCtx, rotation.Hooks{})
+		ctx, cancel := context.WithCancel(hookCtx)
+		t.Cleanup(cancel)
+
+		rotate := make(chan struct{})
+		var managers sync.WaitGroup
+		managers.Go(func() {
+			<-rotate
+			hooks.Rotated("serving", rotation.ReasonForced, time.Second)
+		})
+		cancel()
+		stopped := make(chan struct{})
+		go func() {
+			defer close(stopped)
+			a.stop(ctx, &managers)
+		}()
+		synctest.Wait() // stop is blocked (on the manager)
+		close(rotate)
+		<-stopped
+
+		if _, err := os.Stat(done); err != nil {
+			t.Errorf("stop returned before the on-rotate command that the manager started: %v", err)
+		}
+		if logs := logger.GetSink().(ktesting.Underlier).GetBuffer().String(); !strings.Contains(logs, "Ran the on-rotate command") {
+			t.Errorf("want the command to have run before stop returned, logs:\n%s", logs)
+		}
+	})
+}
+
+// TestShutdownCommands: at shutdown a running on-rotate command is
+// stopped, and a rotation a manager completes during the shutdown does
+// not start one but says so; stop returns after the manager.
+func TestShutdownCommands(t *testing.T) {
 	dir := t.TempDir()
 	a := &agent{opts: validOptions(dir)}
 	var err error
