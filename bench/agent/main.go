@@ -32,6 +32,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tlsboot/tlsboot/bench/internal/machine"
 	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
 	"github.com/tlsboot/tlsboot/internal/agent"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
@@ -547,7 +548,7 @@ flatter a process that released them). Figures from /proc/PID/stat, /proc/PID/st
 		row(cells...)
 	}
 	b.WriteString(findings)
-	fmt.Fprintf(&b, "\nGoal: idle RSS at most 0.6× the kubelet code's. Measured on %s, %s.\n", time.Now().UTC().Format("2006-01-02"), machine())
+	fmt.Fprintf(&b, "\nGoal: idle RSS at most 0.6× the kubelet code's. Measured on %s, %s.\n", time.Now().UTC().Format("2006-01-02"), machine.Describe())
 	text := b.String()
 	fmt.Print(text)
 	if out == "" {
@@ -593,16 +594,4 @@ func ratioText(a, b time.Duration) string {
 		return "— (kubelet code below one tick)"
 	}
 	return fmt.Sprintf("%.2f", float64(a)/float64(b))
-}
-
-func machine() string {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	model := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-			break
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs visible", model, strings.Count(string(data), "processor\t:"))
 }

@@ -21,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tlsboot/tlsboot/bench/internal/machine"
 	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
 )
 
@@ -105,7 +106,7 @@ func markdown(r report, seeded bool, loadBefore, loadAfter string) string {
 	fmt.Fprintf(&s, "Command: `make crashtest CRASH_CYCLES=%d%s` (`go run ./bench/crash -cycles %d -out BENCHMARKS.md`, which runs "+
 		"`go test -count=1 -v ./test/crash/ -crash.cycles=%d`); seed **%d** (%s; `make crashtest SEED=%d` replays the kill instants, "+
 		"not the machine's timing). Machine: %s, %d cores, Linux %s, %s; load average (1, 5, 15 min) %s before and %s after; %s. The test took %s.\n\n",
-		r.Cycles, seedArg, r.Cycles, r.Cycles, r.Seed, seedFrom, r.Seed, cpuModel(), runtime.NumCPU(), kernel(), runtime.Version(),
+		r.Cycles, seedArg, r.Cycles, r.Cycles, r.Seed, seedFrom, r.Seed, machine.CPUModel(), runtime.NumCPU(), kernel(), runtime.Version(),
 		loadBefore, loadAfter, time.Now().UTC().Format("2006-01-02 15:04 UTC"), (time.Duration(r.Seconds) * time.Second).String())
 	s.WriteString("One local control plane (internal/testcluster, v1.37.2: etcd, kube-apiserver, kube-controller-manager with `csrapproving` " +
 		"approving and `csrsigning` signing 1 h certificates), a real bootstrap token and kubeadm's RBAC; files on ext4 (real fsyncs). " +
@@ -139,16 +140,6 @@ func markdown(r report, seeded bool, loadBefore, loadAfter string) string {
 			"nothing valid lost; a later run with space completes on the same CSR): %d cases passed — %s.\n", len(r.ENOSPC), strings.Join(r.ENOSPC, "; "))
 	}
 	return s.String()
-}
-
-func cpuModel() string {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			return strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-		}
-	}
-	return runtime.GOARCH
 }
 
 // loadAverage is the first three fields of /proc/loadavg.

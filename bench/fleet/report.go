@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"maps"
 	"math"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/tlsboot/tlsboot/bench/internal/machine"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
 
@@ -51,7 +51,7 @@ func render(n, runs, sample int, began time.Time, results map[contender][]result
 	b.WriteString("## Fleet bootstrap: 1 control plane, every node at the same moment\n\n")
 	fmt.Fprintf(&b, "Command: `make bench` (`go run ./bench/fleet -n %d -runs %d -out BENCHMARKS.md`), run %s on %d CPUs (%s), Go %s, control plane %s; "+
 		"load averages (1, 5, 15 min) %s at the start and %s at the end (well above the number of CPUs, they mean other work shared the machine).\n\n",
-		n, runs, began.UTC().Format("2006-01-02"), runtime.NumCPU(), cpuModel(), strings.TrimPrefix(runtime.Version(), "go"), testcluster.Version, loadBefore, loadAfter)
+		n, runs, began.UTC().Format("2006-01-02"), runtime.NumCPU(), machine.CPUModel(), strings.TrimPrefix(runtime.Version(), "go"), testcluster.Version, loadBefore, loadAfter)
 	fmt.Fprintf(&b, "Each run starts a fresh control plane (etcd, kube-apiserver, kube-controller-manager with csrsigning, csrcleaner, bootstrapsigner and tokencleaner), "+
 		"bootstraps one warm-up node, then releases %d nodes at once from one fleet process: one goroutine per node, each with its own directory, key, "+
 		"certificate store and kubeconfig and its own name (`fleet-<i>`, so `system:node:fleet-<i>`), all sharing one bootstrap token, as a real fleet "+
@@ -168,20 +168,6 @@ func prec(v float64) int {
 		return 1
 	}
 	return 2
-}
-
-// cpuModel is the machine's CPU model from /proc/cpuinfo, "" if unknown.
-func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return "unknown CPU"
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown CPU"
 }
 
 // kcmFlags says which flags kube-controller-manager ran with.

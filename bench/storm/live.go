@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 
+	"github.com/tlsboot/tlsboot/bench/internal/machine"
 	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
@@ -209,7 +210,7 @@ func (r *liveResult) markdown() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Renewals on a real control plane: %d rotation.Managers, %s certificates\n\n", r.n, r.ttl)
 	fmt.Fprintf(&b, "Command: `go run ./bench/storm -live -live-nodes %d -live-ttl %s -live-for %s -out BENCHMARKS.md` — one run, %s, %s; whole run %s.\n\n",
-		r.n, r.ttl, r.asked, machine(), time.Now().UTC().Format("2006-01-02"), r.took.Round(time.Second))
+		r.n, r.ttl, r.asked, machine.Describe(), time.Now().UTC().Format("2006-01-02"), r.took.Round(time.Second))
 	fmt.Fprintf(&b, "A local control plane (internal/testcluster, Kubernetes v1.37.2) whose kube-controller-manager signs with "+
 		"`--cluster-signing-duration=%s`; its `csrapproving` controller approves (nodeclient for the bootstraps, selfnodeclient for the renewals; "+
 		"tlsboot approver is not running). %d nodes, each a goroutine with its own key and certificate directory, bootstrap at the same moment "+

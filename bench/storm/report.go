@@ -2,11 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/tlsboot/tlsboot/bench/internal/machine"
 	"github.com/tlsboot/tlsboot/bench/internal/mdsection"
 	"github.com/tlsboot/tlsboot/rotation"
 )
@@ -114,7 +114,7 @@ func (s *simulations) markdown(took time.Duration) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Renewal and recovery storms: %d nodes, simulated\n\n", s.n)
 	fmt.Fprintf(&b, "Command: `go run ./bench/storm -n %d -seeds %d -capacities %s -out BENCHMARKS.md` — %d seeds per case, medians, raw values per seed in brackets; %s, %s, simulations took %s.\n\n",
-		s.n, s.seeds, capList(s.capacities[1:], ","), s.seeds, machine(), time.Now().UTC().Format("2006-01-02"), took.Round(100*time.Millisecond))
+		s.n, s.seeds, capList(s.capacities[1:], ","), s.seeds, machine.Describe(), time.Now().UTC().Format("2006-01-02"), took.Round(100*time.Millisecond))
 
 	b.WriteString("### Renewals over one year of virtual time\n\n")
 	fmt.Fprintf(&b, "%d nodes bootstrap uniformly within one minute, then renew for 365 days. tlsboot's deadlines come from "+
@@ -216,16 +216,4 @@ func capList(caps []int, sep string) string {
 
 func writeSection(path, name, text string) error {
 	return mdsection.Update(path, name, text)
-}
-
-func machine() string {
-	data, _ := os.ReadFile("/proc/cpuinfo")
-	model := ""
-	for _, line := range strings.Split(string(data), "\n") {
-		if v, ok := strings.CutPrefix(line, "model name"); ok {
-			model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
-			break
-		}
-	}
-	return fmt.Sprintf("%s, %d CPUs visible", model, strings.Count(string(data), "processor\t:"))
 }

@@ -7,9 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -18,6 +16,7 @@ import (
 
 	"k8s.io/klog/v2"
 
+	"github.com/tlsboot/tlsboot/internal/testbin"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
 
@@ -52,19 +51,13 @@ func mainRun(m *testing.M) int {
 		return 2
 	}
 	fmt.Fprintf(os.Stderr, "crash: seed %d (run again with -seed=%d), %d cycles per kind\n", seed, seed, cycles)
-	dir, err := os.MkdirTemp("", "tlsboot-crash-")
+	bin, cleanup, err := testbin.Build()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
-	tlsbootBin = filepath.Join(dir, "tlsboot")
-	build := exec.Command("go", "build", "-o", tlsbootBin, "github.com/tlsboot/tlsboot/cmd/tlsboot")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building tlsboot:", err)
-		return 1
-	}
+	defer cleanup()
+	tlsbootBin = bin
 	start := time.Now()
 	code := m.Run()
 	took := time.Since(start)

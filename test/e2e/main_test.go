@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsboot/tlsboot/internal/testbin"
 	"github.com/tlsboot/tlsboot/internal/testcluster"
 )
 
@@ -30,19 +31,13 @@ var (
 
 func TestMain(m *testing.M) {
 	os.Exit(func() int {
-		dir, err := os.MkdirTemp("", "tlsboot-e2e-")
+		bin, cleanup, err := testbin.Build()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		defer os.RemoveAll(dir)
-		tlsbootBin = filepath.Join(dir, "tlsboot")
-		build := exec.Command("go", "build", "-o", tlsbootBin, "github.com/tlsboot/tlsboot/cmd/tlsboot")
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintln(os.Stderr, "building tlsboot:", err)
-			return 1
-		}
+		defer cleanup()
+		tlsbootBin = bin
 		code := m.Run()
 		clustersMu.Lock()
 		defer clustersMu.Unlock()
