@@ -219,9 +219,9 @@ const (
 	ReasonInvalidNodeName = "InvalidNodeName" // Deny
 	ReasonNodeAlive       = "NodeAlive"       // Deny, or Ignore with Notify and Options.LeaveLiveNode
 	// Bound tokens (client CSRs; bound.go).
-	ReasonTokenBoundToOtherNode = "TokenBoundToOtherNode" // Deny
-	ReasonInvalidTokenBinding   = "InvalidTokenBinding"   // Deny
-	ReasonTokenAlreadyUsed      = "TokenAlreadyUsed"      // Deny
+	ReasonTokenBoundToOtherNode = csr.ReasonTokenBoundToOtherNode // Deny
+	ReasonInvalidTokenBinding   = csr.ReasonInvalidTokenBinding   // Deny
+	ReasonTokenAlreadyUsed      = csr.ReasonTokenAlreadyUsed      // Deny
 	// Secure by default (serving CSRs).
 	ReasonNoServingScope = "NoServingScope" // Ignore with Notify
 	ReasonSANReserved    = "SANReserved"    // Deny

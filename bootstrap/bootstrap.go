@@ -34,8 +34,17 @@ import (
 	"github.com/tlsboot/tlsboot/kubeconfig"
 )
 
-// DefaultCertPrefix names the client certificate files, as the kubelet does.
-const DefaultCertPrefix = "kubelet-client"
+// Defaults of Options.
+const (
+	// DefaultCertPrefix names the client certificate files, as the
+	// kubelet does.
+	DefaultCertPrefix = "kubelet-client"
+	// DefaultWaitTimeout bounds the whole request (Options.WaitTimeout).
+	DefaultWaitTimeout = csr.DefaultWaitTimeout
+	// DefaultServerWait bounds the wait for the API server to answer
+	// (Options.ServerWait).
+	DefaultServerWait = time.Minute
+)
 
 // Options configures Run. Zero values take the documented defaults.
 type Options struct {
@@ -48,21 +57,22 @@ type Options struct {
 	// NodeName is the node's name; the certificate is for
 	// system:node:<NodeName> (required).
 	NodeName string
-	// CertPrefix names the files in CertDir. Default "kubelet-client".
+	// CertPrefix names the files in CertDir. Default DefaultCertPrefix.
 	CertPrefix string
 	// KeyType of a newly generated key. Default ecdsa-p256.
 	KeyType csr.KeyType
 	// WaitTimeout bounds the whole request: creating the CSR (retried while
-	// the server is unreachable) and waiting for issuance. Default 1h.
+	// the server is unreachable) and waiting for issuance. Default
+	// DefaultWaitTimeout.
 	WaitTimeout time.Duration
 	// ServerWait is how long to wait for the API server's /healthz before
-	// trying anyway. Default 1m.
+	// trying anyway. Default DefaultServerWait.
 	ServerWait time.Duration
 	// Expiration, if set, is asked for as spec.expirationSeconds; it must
 	// be within what the API server accepts (csr.CheckExpiration).
 	Expiration time.Duration
 	// ProgressInterval is how often the wait for issuance is logged.
-	// Default 30s.
+	// Default csrwait.DefaultProgressInterval.
 	ProgressInterval time.Duration
 	// Clock is the time of the validity checks and drives every wait of
 	// Run: for the server, between retries, WaitTimeout and ServerWait,
@@ -96,13 +106,10 @@ func (o *Options) setDefaults() {
 		o.KeyType = csr.DefaultKeyType
 	}
 	if o.WaitTimeout == 0 {
-		o.WaitTimeout = time.Hour
+		o.WaitTimeout = DefaultWaitTimeout
 	}
 	if o.ServerWait == 0 {
-		o.ServerWait = time.Minute
-	}
-	if o.ProgressInterval == 0 {
-		o.ProgressInterval = 30 * time.Second
+		o.ServerWait = DefaultServerWait
 	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}

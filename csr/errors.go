@@ -79,15 +79,25 @@ func (e *OutcomeError) Error() string {
 	return b.String()
 }
 
-// tokenDenials are the reasons tlsboot approver gives (approval.Reason*,
-// checked equal by approval's tests) for a denial that follows the
-// bootstrap token rather than the request: a new CSR made with the same
-// token is denied again, so deleting the CSR and running again is not the
-// advice; the approver's message says what to do instead.
+// Reasons of the denials that follow the bootstrap token rather than the
+// request, as tlsboot approver gives them (approval.ReasonToken* and
+// approval.ReasonInvalidTokenBinding are these): a new CSR made with the
+// same token is denied again, so OutcomeError does not advise deleting the
+// CSR and running again; the approver's message says what to do instead.
+const (
+	// ReasonTokenBoundToOtherNode: the token is bound to another node.
+	ReasonTokenBoundToOtherNode = "TokenBoundToOtherNode"
+	// ReasonInvalidTokenBinding: the token's binding group is malformed.
+	ReasonInvalidTokenBinding = "InvalidTokenBinding"
+	// ReasonTokenAlreadyUsed: the bound token already asked for another
+	// key, or more often than allowed.
+	ReasonTokenAlreadyUsed = "TokenAlreadyUsed"
+)
+
 var tokenDenials = map[string]bool{
-	"TokenBoundToOtherNode": true,
-	"TokenAlreadyUsed":      true,
-	"InvalidTokenBinding":   true,
+	ReasonTokenBoundToOtherNode: true,
+	ReasonInvalidTokenBinding:   true,
+	ReasonTokenAlreadyUsed:      true,
 }
 
 func (e *OutcomeError) gone() bool {

@@ -40,6 +40,11 @@ const (
 	MaxExpiration = time.Duration(math.MaxInt32) * time.Second
 )
 
+// DefaultWaitTimeout is how long bootstrap and rotation wait by default for
+// a request to be approved and issued before they give up with a
+// *TimeoutError: room for a human approver, not only for a controller.
+const DefaultWaitTimeout = time.Hour
+
 // ExpirationError reports a requested certificate lifetime outside
 // [MinExpiration, MaxExpiration].
 type ExpirationError struct {

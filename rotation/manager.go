@@ -21,7 +21,7 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultWaitTimeout    = time.Hour
+	DefaultWaitTimeout    = csr.DefaultWaitTimeout
 	DefaultInitialBackoff = 5 * time.Second
 	DefaultMaxBackoff     = 5 * time.Minute
 	// DefaultMaxSleep bounds one sleep of the loop. Timers run on the

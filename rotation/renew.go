@@ -15,9 +15,6 @@ import (
 	"github.com/tlsboot/tlsboot/csrwait"
 )
 
-// progressInterval is how often a pending CSR is logged.
-const progressInterval = 30 * time.Second
-
 // renew obtains and stores a new certificate for reason.
 func (m *Manager) renew(ctx context.Context, reason Reason) error {
 	logger := klog.FromContext(ctx)
@@ -138,8 +135,7 @@ func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name 
 	defer cancel()
 	// The progress ticker runs on the real clock: it only paces log lines.
 	certPEM, err := csrwait.ForCSR(wctx, client, obj, csrwait.Options{
-		ProgressInterval: progressInterval,
-		Progress:         csrwait.LogProgress(logger),
+		Progress: csrwait.LogProgress(logger),
 	})
 	if err != nil {
 		// A *csr.TimeoutError when limit passed: the CSR may still be

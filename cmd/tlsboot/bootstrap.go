@@ -29,8 +29,8 @@ func (f *bootstrapFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.nodeName, "node-name", "", "node name; the certificate is for system:node:<name> (default: the host name, lower-cased)")
 	fs.StringVar(&f.certPrefix, "cert-prefix", bootstrap.DefaultCertPrefix, "prefix of the file names in the certificate directory")
 	fs.StringVar(&f.keyType, "key-type", string(csr.DefaultKeyType), "type of a new private key: "+joinKeyTypes())
-	fs.DurationVar(&f.waitTimeout, "wait-timeout", time.Hour, "how long to wait for the certificate to be issued")
-	fs.DurationVar(&f.serverWait, "server-wait", time.Minute, "how long to wait for the API server to answer before trying anyway")
+	fs.DurationVar(&f.waitTimeout, "wait-timeout", bootstrap.DefaultWaitTimeout, "how long to wait for the certificate to be issued")
+	fs.DurationVar(&f.serverWait, "server-wait", bootstrap.DefaultServerWait, "how long to wait for the API server to answer before trying anyway")
 	fs.DurationVar(&f.expiration, "expiration", 0, fmt.Sprintf("requested certificate lifetime (spec.expirationSeconds, at least %v; default: the signer's)", csr.MinExpiration))
 }
 

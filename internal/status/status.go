@@ -13,7 +13,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/certstore"
+	"github.com/tlsboot/tlsboot/internal/agent"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 	"github.com/tlsboot/tlsboot/rotation"
 )
@@ -30,8 +32,8 @@ const (
 // Options says where to look.
 type Options struct {
 	CertDir      string
-	ClientPrefix string // default kubelet-client
-	// ServingPrefix, default kubelet-server.
+	ClientPrefix string // default bootstrap.DefaultCertPrefix
+	// ServingPrefix, default agent.ServingPrefix.
 	ServingPrefix string
 	// Kubeconfig, if set, is checked too.
 	Kubeconfig string
@@ -85,10 +87,10 @@ func Collect(opts Options) (*Report, error) {
 		return nil, errors.New("the certificate directory is required")
 	}
 	if opts.ClientPrefix == "" {
-		opts.ClientPrefix = "kubelet-client"
+		opts.ClientPrefix = bootstrap.DefaultCertPrefix
 	}
 	if opts.ServingPrefix == "" {
-		opts.ServingPrefix = "kubelet-server"
+		opts.ServingPrefix = agent.ServingPrefix
 	}
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
