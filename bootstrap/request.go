@@ -17,9 +17,17 @@ import (
 	"github.com/tlsboot/tlsboot/csrwait"
 )
 
-// errWaitTimeout is the cause of the request's context when WaitTimeout
+// waitTimeoutCause is the cause of the request's context when WaitTimeout
 // has passed on the injected clock.
-var errWaitTimeout = fmt.Errorf("wait timeout: %w", context.DeadlineExceeded)
+var waitTimeoutCause = fmt.Errorf("wait timeout: %w", context.DeadlineExceeded)
+
+// ErrWaitTimeout is wrapped by Run's error when Options.WaitTimeout ran out
+// before the CSR could even be created: the API server stayed unreachable,
+// or kept failing, the whole time. That error also wraps the last failure
+// (a *csr.ServerError when the server could not be reached). Running out
+// of time while waiting for a CSR that exists is a *csr.TimeoutError
+// instead.
+var ErrWaitTimeout = errors.New("gave up when the wait timeout (Options.WaitTimeout) ran out")
 
 // issued is what request got: a certificate checked against the request.
 type issued struct {
@@ -34,7 +42,7 @@ type issued struct {
 // checks it, all within opts.WaitTimeout on s.clock.
 func (s *server) request(ctx context.Context, key crypto.Signer, opts Options) (issued, error) {
 	logger := klog.FromContext(ctx)
-	ctx, stop := withClockTimeout(ctx, s.clock, opts.WaitTimeout, errWaitTimeout)
+	ctx, stop := withClockTimeout(ctx, s.clock, opts.WaitTimeout, waitTimeoutCause)
 	defer stop()
 	req := csr.NodeClient(opts.NodeName, key.Public())
 	req.Expiration = opts.Expiration
@@ -58,7 +66,7 @@ func (s *server) request(ctx context.Context, key crypto.Signer, opts Options) (
 		Clock:            s.clock,
 	})
 	if err != nil {
-		if errors.Is(context.Cause(ctx), errWaitTimeout) {
+		if errors.Is(context.Cause(ctx), waitTimeoutCause) {
 			return issued{}, &csr.TimeoutError{CSR: name, Signer: req.SignerName, Waited: opts.WaitTimeout}
 		}
 		return issued{}, s.explain(err)
@@ -100,7 +108,7 @@ func (s *server) submit(ctx context.Context, name string, req csr.Request, key c
 			}
 		}
 		if last != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
-			return nil, false, fmt.Errorf("gave up when --wait-timeout ran out: %w", last)
+			return nil, false, fmt.Errorf("%w: %w", ErrWaitTimeout, last)
 		}
 		return nil, false, fmt.Errorf("creating certificate signing request %s: %w", name, context.Cause(ctx))
 	}

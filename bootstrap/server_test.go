@@ -196,7 +196,7 @@ func TestSubmitGivesUp(t *testing.T) {
 	s, client, clk := testServer(t, nil, nil)
 	req, key, name := nodeRequest(t)
 	creates := failCreates(client, -1, errRefused)
-	ctx, stop := withClockTimeout(context.Background(), clk, 10*time.Minute, errWaitTimeout)
+	ctx, stop := withClockTimeout(context.Background(), clk, 10*time.Minute, waitTimeoutCause)
 	t.Cleanup(stop)
 	done := make(chan struct{})
 	var err error
@@ -205,8 +205,9 @@ func TestSubmitGivesUp(t *testing.T) {
 		_, _, err = s.submit(ctx, name, req, key)
 	}()
 	drive(clk, 2, retryBackoff.Cap, done)
-	if err == nil || !strings.Contains(err.Error(), "gave up") || !strings.Contains(err.Error(), "connection refused") || !errors.Is(err, csr.ErrUnreachable) {
-		t.Errorf("submit error = %v, want it to give up, with the last failure", err)
+	if err == nil || !strings.Contains(err.Error(), "gave up") || !strings.Contains(err.Error(), "connection refused") ||
+		!errors.Is(err, csr.ErrUnreachable) || !errors.Is(err, ErrWaitTimeout) || strings.Contains(err.Error(), "--") {
+		t.Errorf("submit error = %v, want ErrWaitTimeout with the last failure, naming no flag", err)
 	}
 	// Backoff from 0.5s doubling to a 30s cap: about 25 tries in 10m, not hundreds.
 	if n := creates.Load(); n < 10 || n > 40 {

@@ -135,8 +135,11 @@ Files are kubelet-compatible: <prefix>-<time>.pem, <prefix>-current.pem, <prefix
 // command knows: its flags.
 func explainFailure(err error) error {
 	var timeout *csr.TimeoutError
-	if errors.As(err, &timeout) {
+	switch {
+	case errors.As(err, &timeout):
 		return fmt.Errorf("%w, or raise --wait-timeout", err)
+	case errors.Is(err, bootstrap.ErrWaitTimeout):
+		return fmt.Errorf("%w; raise --wait-timeout to keep trying longer", err)
 	}
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/csr"
 )
 
@@ -15,6 +16,8 @@ import (
 func TestLibraryErrors(t *testing.T) {
 	timeout := &csr.TimeoutError{CSR: "node-csr-x", Signer: "kubernetes.io/kube-apiserver-client-kubelet", Waited: time.Hour}
 	denied := &csr.OutcomeError{Name: "node-csr-x", Kind: csr.ErrDenied}
+	gaveUp := fmt.Errorf("%w: %w", bootstrap.ErrWaitTimeout,
+		fmt.Errorf("creating certificate signing request: %w", &csr.ServerError{Kind: csr.ErrUnreachable, Err: errors.New("connection refused")}))
 	tests := []struct {
 		name     string
 		err      error
@@ -29,6 +32,9 @@ func TestLibraryErrors(t *testing.T) {
 		{"a timeout says which flag waits longer", explainFailure(fmt.Errorf("bootstrapping: %w", timeout)), 1,
 			"certificate signing request node-csr-x was not issued within 1h0m0s: approve it with 'kubectl certificate approve node-csr-x' or check that a signer issues kubernetes.io/kube-apiserver-client-kubelet, or raise --wait-timeout",
 			new(*csr.TimeoutError)},
+		{"giving up before the CSR exists says which flag waits longer", explainFailure(fmt.Errorf("bootstrapping: %w", gaveUp)), 1,
+			"gave up when the wait timeout (Options.WaitTimeout) ran out: creating certificate signing request: the API server did not answer (connection refused): check that the API server is running and reachable from here; raise --wait-timeout to keep trying longer",
+			new(*csr.ServerError)},
 		{"other failures are left alone", explainFailure(denied), 1, denied.Error(), new(*csr.OutcomeError)},
 	}
 	for _, tt := range tests {
