@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	bootstrapapi "k8s.io/cluster-bootstrap/token/api"
 	tokenutil "k8s.io/cluster-bootstrap/token/util"
+
+	"github.com/tlsboot/tlsboot/token/binding"
 )
 
 // DefaultGroup is the extra group of kubeadm's node tokens, which kubeadm's
@@ -41,8 +43,8 @@ type Spec struct {
 	// Groups are the extra groups the token authenticates as; each must
 	// match system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9].
 	Groups []string
-	// NodeName, if set, binds the token to that node: BindingGroup(NodeName)
-	// is added to Groups.
+	// NodeName, if set, binds the token to that node:
+	// binding.Group(NodeName) is added to Groups.
 	NodeName string
 }
 
@@ -64,12 +66,12 @@ func (s Spec) Validate() error {
 		return fmt.Errorf("token groups and a node binding need the usage \"authentication\" (they have no effect without it)")
 	}
 	if s.NodeName != "" {
-		if _, err := BindingGroup(s.NodeName); err != nil {
+		if _, err := binding.Group(s.NodeName); err != nil {
 			return err
 		}
 	}
-	if _, bound, err := BoundNode(s.Groups); err != nil || bound {
-		return fmt.Errorf("%w: bind a token to a node with the node name (token create --node-name), not with a %s* group", ErrBinding, BindingGroupPrefix)
+	if _, bound, err := binding.Node(s.Groups); err != nil || bound {
+		return fmt.Errorf("%w: bind a token to a node with the node name (token create --node-name), not with a %s* group", binding.ErrInvalid, binding.Prefix)
 	}
 	return nil
 }
@@ -95,7 +97,7 @@ func NewSecret(spec Spec) (*corev1.Secret, error) {
 	}
 	groups := slices.Clone(spec.Groups)
 	if spec.NodeName != "" {
-		g, _ := BindingGroup(spec.NodeName) // checked by Validate
+		g, _ := binding.Group(spec.NodeName) // checked by Validate
 		groups = append(groups, g)
 	}
 	if len(groups) > 0 {
@@ -165,7 +167,7 @@ func InfoFromSecret(s *corev1.Secret) Info {
 				problems = append(problems, fmt.Sprintf("invalid group %q (the API server rejects the token)", group))
 			}
 		}
-		node, _, err := BoundNode(info.Groups)
+		node, _, err := binding.Node(info.Groups)
 		if err != nil {
 			problems = append(problems, err.Error())
 		}

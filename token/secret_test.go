@@ -10,6 +10,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 	bootstrapsecrets "k8s.io/cluster-bootstrap/util/secrets"
+
+	"github.com/tlsboot/tlsboot/token/binding"
 )
 
 var testToken = Token{ID: "abcdef", Secret: "0123456789abcdef"}
@@ -29,7 +31,7 @@ func TestSpecValidate(t *testing.T) {
 		{"bad group", func(s *Spec) { s.Groups = []string{"system:masters"} }, `bootstrap group "system:masters" is invalid`},
 		{"groups without authentication", func(s *Spec) { s.Usages = []string{"signing"} }, `usage "authentication"`},
 		{"bad node", func(s *Spec) { s.NodeName = "Node_1" }, "not a valid node name"},
-		{"binding group by hand", func(s *Spec) { s.Groups = append(s.Groups, BindingGroupPrefix+"x") }, "--node-name"},
+		{"binding group by hand", func(s *Spec) { s.Groups = append(s.Groups, binding.Prefix+"x") }, "--node-name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := ok
@@ -67,7 +69,7 @@ func TestSecretRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the API server would refuse the groups: %v", err)
 	}
-	if want := BindingGroupPrefix + "n1:example:com"; !strings.Contains(strings.Join(groups, ","), want) {
+	if want := binding.Prefix + "n1:example:com"; !strings.Contains(strings.Join(groups, ","), want) {
 		t.Fatalf("groups %v lack %s", groups, want)
 	}
 	info := InfoFromSecret(s)

@@ -2,7 +2,8 @@
 // string, the bootstrap-token-<id> Secret in kube-system that the API
 // server's bootstrap token authenticator and kube-controller-manager's
 // bootstrapsigner read, and tlsboot's bound tokens, which carry the one node
-// name they may become in an auth-extra-group (see BindingGroup).
+// name they may become in an auth-extra-group (encoded and decoded by package
+// token/binding, which the approval policy shares).
 //
 // The format, constants and generator are k8s.io/cluster-bootstrap's, so a
 // token made here is a kubeadm token and the other way round. What this

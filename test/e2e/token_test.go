@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/tlsboot/tlsboot/token"
+	"github.com/tlsboot/tlsboot/token/binding"
 )
 
 // TestToken: create (plain and bound), list (text and json), delete,
@@ -57,7 +58,7 @@ func TestToken(t *testing.T) {
 	if l := lines[plain.ID]; !strings.Contains(l, "rack 4") || !strings.Contains(l, "authentication,signing") || !strings.Contains(l, token.DefaultGroup) {
 		t.Errorf("line of the plain token: %q", l)
 	}
-	group, _ := token.BindingGroup(node)
+	group, _ := binding.Group(node)
 	if l := lines[bound.ID]; !strings.Contains(l, group) || !strings.Contains(l, " 59m") && !strings.Contains(l, " 60m") {
 		t.Errorf("line of the bound token (1h TTL, binding group %s): %q", group, l)
 	}
@@ -82,7 +83,7 @@ func TestToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := whoami(t, kc)
-	if got, ok, err := token.BoundNode(u.Groups); !ok || err != nil || got != node {
+	if got, ok, err := binding.Node(u.Groups); !ok || err != nil || got != node {
 		t.Fatalf("groups %v decode to %q, %v, %v; want %s", u.Groups, got, ok, err, node)
 	}
 
