@@ -83,8 +83,8 @@ var ErrNoCertificate = errors.New("no certificate stored")
 type Options struct {
 	// Dir is the certificate directory, e.g. /var/lib/kubelet/pki. It is
 	// made absolute by Open and created with mode 0700 if missing; an
-	// existing directory keeps its mode, and Open refuses it (an
-	// *atomicfile.InsecureDirError) when it is group- or world-writable.
+	// existing directory keeps its mode, and Open refuses it when it is
+	// group- or world-writable (see Open).
 	Dir string
 	// Prefix names the pair, e.g. "kubelet-client" or "kubelet-server".
 	// Several prefixes may share one directory: a store only ever removes
@@ -142,8 +142,9 @@ type Store struct {
 
 // Open validates opts, creates the directory if needed and repairs what an
 // interrupted update may have left behind (see recover.go for each case).
-// It refuses a directory its group or everyone can write to with an
-// *atomicfile.InsecureDirError and changes nothing in it. Errors name the
+// It refuses a directory its group or everyone can write to, with a
+// one-line error that names it, its mode and the chmod that makes it
+// private, and changes nothing in it. Errors name the
 // directory or file concerned. Open does not coordinate with other
 // processes; see Store.
 func Open(opts Options) (*Store, error) {

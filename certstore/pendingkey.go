@@ -75,12 +75,14 @@ func HasPendingKey(dir, prefix string) (found bool, err error) {
 // A file that is not safe is never used, replaced or removed: a symbolic
 // link (not followed), anything but a regular file (FIFO, directory,
 // device), a file owned by another user, or one with group or other
-// permission bits. The error wraps the *atomicfile.UnsafeFileError, which
-// names the file and says what to do. A certificate directory its group or
-// everyone can write to (made so after Open) gives an
-// *atomicfile.InsecureDirError, also with nothing changed.
+// permission bits. Its error is one line that names the file, says why
+// it is refused and what to do; it does not wrap fs.ErrNotExist. A
+// certificate directory its group or everyone can write to (made so after
+// Open) is refused as Open refuses it, also with nothing changed.
 //
-// Other errors (reading, generate's own, writing) name the file; on error
+// Other errors (reading, generate's own, writing) name the file and wrap
+// their cause: errors.Is(err, syscall.ENOSPC) (or EDQUOT) reports a full
+// file system, and the message then says to free space there. On error
 // the file is as it was.
 //
 // LoadPendingKey and DropPendingKey of one Store are serialised, so its
@@ -141,9 +143,10 @@ func (s *Store) readPendingKey(path string) (crypto.Signer, []byte, string, erro
 }
 
 // DropPendingKey removes the pending key once its certificate is stored
-// (after Update returned), so that the next request uses a new key. A missing file is not an error. A file
-// that is not safe (see LoadPendingKey) is not removed: the error wraps the
-// *atomicfile.UnsafeFileError. The removal is not fsynced: if a crash undoes
+// (after Update returned), so that the next request uses a new key. A
+// missing file is not an error. A file that is not safe (see
+// LoadPendingKey) is not removed, with the error LoadPendingKey gives for
+// it. The removal is not fsynced: if a crash undoes
 // it, the key is the current certificate's and LoadPendingKey replaces it.
 func (s *Store) DropPendingKey() error {
 	s.pendingMu.Lock()

@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -208,6 +209,9 @@ func TestLoadPendingKey(t *testing.T) {
 				var insecure *atomicfile.InsecureDirError
 				if !errors.As(err, &unsafe) && !errors.As(err, &insecure) {
 					t.Errorf("error %v is neither an *atomicfile.UnsafeFileError nor an *atomicfile.InsecureDirError", err)
+				}
+				if errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("error %v wraps fs.ErrNotExist: a caller would take it for no pending key", err)
 				}
 				if calls.Load() != 0 {
 					t.Error("a key was generated")

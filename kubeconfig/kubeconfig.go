@@ -223,12 +223,14 @@ func Node(cluster *rest.Config, pemPath string) *clientcmdapi.Config {
 }
 
 // Write writes cfg to path atomically with mode 0600, creating the
-// directory with mode 0700 if it is missing and refusing (an
-// *atomicfile.InsecureDirError) a directory its group or everyone can
-// write to. File paths in cfg are made absolute first, so the kubeconfig
-// works from any working directory. An identical private file is left as
-// it is. On error the file at path is as it was; a write that failed is an
-// *atomicfile.Error naming path (with what to do on a full file system).
+// directory with mode 0700 if it is missing and refusing a directory its
+// group or everyone can write to (a one-line error that names it, its mode
+// and the chmod that makes it private). File paths in cfg are made
+// absolute first, so the kubeconfig works from any working directory. An
+// identical private file is left as it is. On error the file at path is as
+// it was; the error of a failed write names path and wraps its cause:
+// errors.Is(err, syscall.ENOSPC) (or EDQUOT) reports a full file system,
+// and the message then says to free space there.
 // Temporary files that a killed Write left next to path are removed. Two
 // concurrent Writes of one path leave one of the two contents, whole; the
 // other may fail.
