@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -421,5 +422,72 @@ func TestNodeHardeningAgentRefusesCACertificate(t *testing.T) {
 	r := a.stop(t)
 	if !strings.Contains(r.stderr, "the signer returned a CA certificate") {
 		t.Errorf("the log does not say why the renewal was refused:\n%s", r.stderr)
+	}
+}
+
+// TestNodeHardeningAgentServingCA: `tlsboot run --serving-cert` is issued a
+// serving certificate, for its own key, names and usages, by a CA other
+// than the kubeconfig's. By default it keeps no such certificate: one log
+// line naming the CSR says it does not chain, and the failure is counted
+// as a template mismatch. With --serving-ca-file naming that CA it stores
+// the certificate.
+func TestNodeHardeningAgentServingCA(t *testing.T) {
+	c := noSignerCluster(t)
+	client := admin(t, c)
+	clusterCA, servingCA := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile()), testpki.NewCA(t)
+	for _, tt := range []struct {
+		name   string
+		caFile bool // pass --serving-ca-file with servingCA
+	}{
+		{"kubeconfig CA", false},
+		{"serving CA file", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			n := newNode(t, c)
+			args := []string{"--serving-cert", "--node-ip", "10.1.2.3", "--hostname-override", n.name + ".example"}
+			if tt.caFile {
+				file := filepath.Join(n.dir, "serving-ca.pem")
+				if err := os.WriteFile(file, servingCA.PEM(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--serving-ca-file", file)
+			}
+			a := startAgent(t, n, args...)
+			clientCSR := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
+			maliciousSign(t, c, client, clientCSR.Name, clusterCA, nil)
+			a.awaitReady(t, http.StatusOK)
+
+			serving := awaitCSR(t, a, client, n.name, certificatesv1.KubeletServingSignerName)
+			maliciousSign(t, c, client, serving.Name, servingCA, func(s *testpki.Spec) {
+				s.DNSNames, s.IPs = []string{n.name + ".example"}, []net.IP{net.ParseIP("10.1.2.3")}
+			})
+			cur := filepath.Join(n.certDir, "kubelet-server-current.pem")
+			if tt.caFile {
+				a.awaitMetric(t, rotations("serving", "missing"), 1, time.Minute)
+				if err := leafOf(t, cur).CheckSignatureFrom(servingCA.Cert); err != nil {
+					t.Errorf("the stored serving certificate is not the one the serving CA signed: %v", err)
+				}
+				a.stop(t)
+				return
+			}
+			a.awaitMetric(t, failures("serving", "template_mismatch"), 1, time.Minute)
+			if exists(cur) {
+				t.Error("the serving certificate of the foreign CA was stored")
+			}
+			if pairs, _ := filepath.Glob(filepath.Join(n.certDir, "kubelet-server-2*.pem")); len(pairs) > 0 {
+				t.Errorf("pair files stored: %v", pairs)
+			}
+			r := a.stop(t)
+			var lines []string
+			for _, l := range strings.Split(r.stderr, "\n") {
+				if strings.Contains(l, serving.Name) && strings.Contains(l, "does not chain") {
+					lines = append(lines, l)
+				}
+			}
+			if len(lines) != 1 || !strings.Contains(lines[0], "not stored") || !strings.Contains(lines[0], "kubectl delete csr "+serving.Name) {
+				t.Errorf("want one line saying CSR %s does not chain, is not stored and how to delete it; got %q\n%s", serving.Name, lines, r.stderr)
+			}
+		})
 	}
 }
