@@ -24,11 +24,9 @@ func loadKey(ctx context.Context, store *certstore.Store, opts Options) (crypto.
 		cur, err := store.Current()
 		switch {
 		case err == nil:
-			if signer, ok := cur.PrivateKey.(crypto.Signer); ok {
-				if keyPEM, err := csr.MarshalPrivateKeyPEM(signer); err == nil {
-					logger.V(2).Info("Reusing the key of the current certificate", "path", store.CurrentPath())
-					return signer, keyPEM, nil
-				}
+			if signer, keyPEM, err := csr.CertificateKey(cur); err == nil {
+				logger.V(2).Info("Reusing the key of the current certificate", "path", store.CurrentPath())
+				return signer, keyPEM, nil
 			}
 		case !errors.Is(err, certstore.ErrNoCertificate):
 			return nil, nil, fmt.Errorf("%w: move it away to bootstrap a new certificate", err)

@@ -19,6 +19,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -149,6 +150,22 @@ func parseKeyBlock(block *pem.Block) (crypto.Signer, error) {
 	// The kubelet's store reads only ECDSA and RSA keys, so accepting others
 	// here would only move the failure to a later, more confusing place.
 	return nil, fmt.Errorf("unsupported PKCS #8 key type %T: want ECDSA or RSA", key)
+}
+
+// CertificateKey returns the private key of cert as a signer, with its PEM
+// as MarshalPrivateKeyPEM writes it: what a request that reuses the
+// current key asks with. The error is one line: the key cannot sign, or is
+// neither ECDSA nor RSA.
+func CertificateKey(cert *tls.Certificate) (crypto.Signer, []byte, error) {
+	signer, ok := cert.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, nil, fmt.Errorf("the certificate's private key (%T) cannot sign", cert.PrivateKey)
+	}
+	keyPEM, err := MarshalPrivateKeyPEM(signer)
+	if err != nil {
+		return nil, nil, err
+	}
+	return signer, keyPEM, nil
 }
 
 // MarshalPrivateKeyPEM encodes an ECDSA key as "EC PRIVATE KEY" (SEC 1) and an

@@ -7,6 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"strings"
@@ -168,4 +169,45 @@ func FuzzParsePrivateKeyPEM(f *testing.F) {
 			t.Fatal("error message contains key material")
 		}
 	})
+}
+
+// TestCertificateKey: the key of a certificate comes back as the same
+// signer with the PEM MarshalPrivateKeyPEM writes; a key that cannot sign
+// or that tlsboot cannot store is a one-line error.
+func TestCertificateKey(t *testing.T) {
+	ec, err := GenerateKey(ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	tests := []struct {
+		name    string
+		key     crypto.PrivateKey
+		wantErr string
+	}{
+		{name: "ECDSA", key: ec},
+		{name: "no key", key: nil, wantErr: "cannot sign"},
+		{name: "not a signer", key: "secret", wantErr: "cannot sign"},
+		{name: "ed25519", key: ed, wantErr: "unsupported private key type"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			signer, keyPEM, err := CertificateKey(&tls.Certificate{PrivateKey: tt.key})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || strings.Contains(err.Error(), "\n") || signer != nil || keyPEM != nil {
+					t.Fatalf("CertificateKey = %v, %q, %v; want only an error containing %q on one line", signer, keyPEM, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if signer != tt.key {
+				t.Errorf("signer %v is not the certificate's key", signer)
+			}
+			if parsed, err := ParsePrivateKeyPEM(keyPEM); err != nil || !parsed.Public().(*ecdsa.PublicKey).Equal(ec.Public()) {
+				t.Errorf("PEM parses to %v, %v; want the certificate's key", parsed, err)
+			}
+		})
+	}
 }

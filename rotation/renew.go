@@ -199,12 +199,11 @@ func (m *Manager) key(ctx context.Context) (crypto.Signer, []byte, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("reusing the current key: %w", err)
 		}
-		signer, ok := cur.PrivateKey.(crypto.Signer)
-		if !ok {
-			return nil, nil, errors.New("reusing the current key: it cannot sign")
+		signer, keyPEM, err := csr.CertificateKey(cur)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reusing the current key: %w", err)
 		}
-		keyPEM, err := csr.MarshalPrivateKeyPEM(signer)
-		return signer, keyPEM, err
+		return signer, keyPEM, nil
 	}
 	key, keyPEM, created, replaced, err := m.opts.Store.LoadPendingKey(func() (crypto.Signer, error) {
 		return csr.GenerateKey(m.opts.KeyType)
