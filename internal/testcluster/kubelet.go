@@ -49,12 +49,24 @@ type KubeletOptions struct {
 
 // Kubelet is a real kubelet, built by `make controlplane`, registered as a
 // Node of a Cluster. It runs as root in its own mount namespace with
-// private propagation, so its mounts (it bind-mounts its root dir onto
-// itself) end with it, and over empty tmpfs /var/lib and /var/log, so what
-// it always creates there (device-plugins/kubelet.sock,
-// /var/log/containers) neither outlives it nor meets another kubelet's. A
-// fake-cri process serves it an in-memory container runtime; no container
-// runs.
+// private propagation, where:
+//   - its mounts (it bind-mounts its root dir onto itself) end with it;
+//   - /var/lib and /var/log are empty tmpfs, so what it always creates
+//     there (device-plugins/kubelet.sock, /var/log/containers) neither
+//     outlives it nor meets another kubelet's;
+//   - the six global kernel settings it checks at start-up
+//     (vm.overcommit_memory, vm.panic_on_oom, kernel.panic,
+//     kernel.panic_on_oops, kernel.keys.root_maxkeys and
+//     kernel.keys.root_maxbytes) are regular files bind-mounted over their
+//     /proc/sys entries, holding the values it expects. It runs with
+//     protectKernelDefaults, so it writes none of them, and it refuses to
+//     start should a later kubelet check one more: the host's values never
+//     change.
+//
+// Nothing else is isolated: it shares the host's network, PIDs, cgroups
+// and the rest of /proc/sys. Its mount(8) calls keep their utab in its
+// directory, not in the host's /run/mount. A fake-cri process serves it
+// an in-memory container runtime; no container runs.
 //
 // Its methods are not safe for concurrent use.
 type Kubelet struct {
@@ -136,6 +148,9 @@ func (c *Cluster) newKubelet(name string, opts KubeletOptions) (*Kubelet, error)
 	if err := k.writeConfig(ports[1]); err != nil {
 		return nil, err
 	}
+	if err := k.writeKernelTunables(); err != nil {
+		return nil, err
+	}
 	k.cri = &process{
 		name:    "fake-cri",
 		path:    filepath.Join(c.opts.BinDir, "fake-cri"),
@@ -148,10 +163,43 @@ func (c *Cluster) newKubelet(name string, opts KubeletOptions) (*Kubelet, error)
 
 func (k *Kubelet) criSocket() string { return filepath.Join(k.dir, "cri.sock") }
 
+// kernelTunables are the global (not namespaced) kernel settings the
+// kubelet checks at start-up, with the values it wants; it would write
+// them to the host's /proc/sys without protectKernelDefaults. Keys are
+// paths under /proc/sys.
+var kernelTunables = []struct{ path, value string }{
+	{"vm/overcommit_memory", "1"},
+	{"vm/panic_on_oom", "0"},
+	{"kernel/panic", "10"},
+	{"kernel/panic_on_oops", "1"},
+	{"kernel/keys/root_maxkeys", "1000000"},
+	{"kernel/keys/root_maxbytes", "25000000"},
+}
+
+// writeKernelTunables writes one file per kernel tunable, holding the
+// kubelet's wanted value, for args to bind-mount over /proc/sys.
+func (k *Kubelet) writeKernelTunables() error {
+	dir := filepath.Join(k.dir, "sysctl")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	for _, kt := range kernelTunables {
+		name := filepath.Join(dir, strings.ReplaceAll(kt.path, "/", "."))
+		if err := os.WriteFile(name, []byte(kt.value+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // args runs the kubelet in a new mount namespace, private so that no mount
-// propagates back, over empty tmpfs /var/lib and /var/log: the kubelet
+// propagates back, over empty tmpfs /var/lib and /var/log (the kubelet
 // always creates /var/lib/kubelet/device-plugins/kubelet.sock and
-// /var/log/containers whatever its flags say.
+// /var/log/containers whatever its flags say) and over the files of
+// writeKernelTunables bind-mounted on /proc/sys. LIBMOUNT_UTAB moves
+// libmount's utab into the kubelet's directory, for the script's mount(8)
+// and for the kubelet's own mount(8) and umount(8): otherwise they create
+// /run/mount on the host (mount -n would cover only the script's).
 func (k *Kubelet) args() []string {
 	kubeletArgs := []string{
 		"--config=" + filepath.Join(k.dir, "config.yaml"),
@@ -165,16 +213,25 @@ func (k *Kubelet) args() []string {
 	if k.opts.BootstrapKubeconfig != "" {
 		kubeletArgs = append(kubeletArgs, "--bootstrap-kubeconfig="+k.opts.BootstrapKubeconfig)
 	}
-	script := `set -e
+	script := "set -e\nexport LIBMOUNT_UTAB=" + shellQuote(filepath.Join(k.dir, "utab")) + `
 mount -t tmpfs -o mode=0755,size=16m tlsboot-kubelet /var/lib
 mount -t tmpfs -o mode=0755,size=16m tlsboot-kubelet /var/log
-exec "$0" "$@"`
+`
+	for _, kt := range kernelTunables {
+		file := filepath.Join(k.dir, "sysctl", strings.ReplaceAll(kt.path, "/", "."))
+		script += "mount --bind " + shellQuote(file) + " /proc/sys/" + kt.path + "\n"
+	}
+	script += `exec "$0" "$@"`
 	return append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script,
 		filepath.Join(k.c.opts.BinDir, "kubelet")}, kubeletArgs...)
 }
 
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
 // writeConfig writes the KubeletConfiguration that runs without a real
-// container runtime on a cgroup v1 or v2 machine.
+// container runtime on a cgroup v1 or v2 machine. protectKernelDefaults
+// makes the kubelet check the kernel tunables instead of writing them.
 func (k *Kubelet) writeConfig(healthzPort int) error {
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -203,6 +260,7 @@ failSwapOn: false
 evictionHard: {}
 localStorageCapacityIsolation: false
 makeIPTablesUtilChains: false
+protectKernelDefaults: true
 `, k.port, healthzPort, k.criSocket(), filepath.Join(k.dir, "pods"), k.c.CAFile(), k.opts.ServerTLSBootstrap, k.opts.RotateCertificates)
 	return os.WriteFile(filepath.Join(k.dir, "config.yaml"), []byte(cfg), 0o600)
 }

@@ -14,15 +14,11 @@ import (
 // TestKubelet: two real kubelets bootstrap through kube-controller-manager,
 // register their Nodes (with the version ldflags in place) and renew their
 // Leases; one is started again after SIGKILL, the other restarted. Nothing they mount or create
-// shows outside their mount namespaces, then or after.
+// shows outside their mount namespaces, and the host's kernel settings they would tune keep
+// their values, while they run and after.
 func TestKubelet(t *testing.T) {
 	c := StartT(t, Options{})
-	sharedPaths := []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/var/log/containers"}
-	before := map[string]bool{}
-	for _, p := range sharedPaths {
-		_, err := os.Lstat(p)
-		before[p] = err == nil
-	}
+	before := snapshotHost(t)
 	a := c.StartKubelet(t, "kubelet-a", KubeletOptions{})
 	b := c.StartKubelet(t, "kubelet-b", KubeletOptions{})
 	start := time.Now()
@@ -35,7 +31,7 @@ func TestKubelet(t *testing.T) {
 			t.Errorf("Node %s reports kubelet version %q, want %s", k.Name(), v, Version)
 		}
 	}
-	assertNoLeftovers(t, c.Dir(), sharedPaths, before)
+	assertNoLeftovers(t, c.Dir(), before)
 
 	if err := a.Kill(); err != nil {
 		t.Fatal(err)
@@ -43,7 +39,7 @@ func TestKubelet(t *testing.T) {
 	if done, _ := a.Exited(); !done {
 		t.Error("kubelet-a still runs after Kill")
 	}
-	assertNoLeftovers(t, c.Dir(), sharedPaths, before)
+	assertNoLeftovers(t, c.Dir(), before)
 	restarted := time.Now()
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
@@ -81,13 +77,51 @@ func TestKubelet(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	assertNoLeftovers(t, c.Dir(), sharedPaths, before)
+	assertNoLeftovers(t, c.Dir(), before)
+}
+
+// sharedPaths are host paths a kubelet (or mount(8) on its behalf: utab
+// in /run/mount) would create whatever its flags say.
+var sharedPaths = []string{"/var/lib/kubelet/device-plugins/kubelet.sock", "/var/log/containers", "/run/mount"}
+
+// hostSysctls are the global (not namespaced) kernel settings the kubelet
+// tunes at start-up (its setupKernelTunables).
+var hostSysctls = []string{
+	"vm/overcommit_memory",
+	"vm/panic_on_oom",
+	"kernel/panic",
+	"kernel/panic_on_oops",
+	"kernel/keys/root_maxkeys",
+	"kernel/keys/root_maxbytes",
+}
+
+// hostState is what a kubelet must leave as it found it.
+type hostState struct {
+	exists  map[string]bool   // sharedPaths
+	sysctls map[string]string // hostSysctls
+}
+
+func snapshotHost(t *testing.T) hostState {
+	t.Helper()
+	s := hostState{exists: map[string]bool{}, sysctls: map[string]string{}}
+	for _, p := range sharedPaths {
+		_, err := os.Lstat(p)
+		s.exists[p] = err == nil
+	}
+	for _, name := range hostSysctls {
+		data, err := os.ReadFile("/proc/sys/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.sysctls[name] = strings.TrimSpace(string(data))
+	}
+	return s
 }
 
 // assertNoLeftovers: no mount of this process's mount namespace is under
-// dir or a tmpfs of the kubelets, and the kubelets' shared paths are as
-// they were before.
-func assertNoLeftovers(t *testing.T, dir string, shared []string, before map[string]bool) {
+// dir or a tmpfs of the kubelets, and the shared paths and the host's
+// kernel settings are as they were before.
+func assertNoLeftovers(t *testing.T, dir string, before hostState) {
 	t.Helper()
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -100,10 +134,16 @@ func assertNoLeftovers(t *testing.T, dir string, shared []string, before map[str
 			t.Errorf("mount left outside the kubelet's namespace: %s", line)
 		}
 	}
-	for _, p := range shared {
-		_, err := os.Lstat(p)
-		if exists := err == nil; exists != before[p] {
-			t.Errorf("%s exists=%t outside the kubelet's namespace, was %t before", p, exists, before[p])
+	now := snapshotHost(t)
+	for _, p := range sharedPaths {
+		if now.exists[p] != before.exists[p] {
+			t.Errorf("%s exists=%t outside the kubelet's namespace, was %t before", p, now.exists[p], before.exists[p])
+		}
+	}
+	for _, name := range hostSysctls {
+		if now.sysctls[name] != before.sysctls[name] {
+			t.Errorf("host /proc/sys/%s is %s, was %s before the kubelets: restore it with sysctl -w %s=%[3]s",
+				name, now.sysctls[name], before.sysctls[name], strings.ReplaceAll(name, "/", "."))
 		}
 	}
 }
