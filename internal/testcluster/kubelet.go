@@ -118,7 +118,7 @@ func (c *Cluster) newKubelet(name string, opts KubeletOptions) (*Kubelet, error)
 			return nil, fmt.Errorf("binary %s not found in %s: run 'make controlplane' first", bin, c.opts.BinDir)
 		}
 	}
-	nodeIP, err := defaultRouteIP()
+	nodeIP, err := NodeIP()
 	if err != nil {
 		return nil, err
 	}
@@ -265,10 +265,12 @@ protectKernelDefaults: true
 	return os.WriteFile(filepath.Join(k.dir, "config.yaml"), []byte(cfg), 0o600)
 }
 
-// defaultRouteIP is the source address of this machine's default route:
-// the kubelet refuses a loopback --node-ip. Connecting a UDP socket sends
-// nothing; it only makes the kernel choose the source address.
-func defaultRouteIP() (string, error) {
+// NodeIP is the address every Kubelet of this machine uses as --node-ip,
+// hence its Node's InternalIP and the IP address its serving CSR asks
+// for: the source address of the default route, as the kubelet refuses a
+// loopback one. It sends nothing: connecting a UDP socket only makes the
+// kernel choose the source address.
+func NodeIP() (string, error) {
 	conn, err := net.Dial("udp4", "192.0.2.255:9")
 	if err != nil {
 		return "", fmt.Errorf("finding the default route's source address for --node-ip (the kubelet refuses loopback): %w", err)

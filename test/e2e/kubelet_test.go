@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -149,15 +148,14 @@ func kubeletApprover(t *testing.T, name, nodeIP string, extra ...string) (*testc
 	return c, p
 }
 
-// nodeIP is the address a kubelet here reports (see testcluster).
+// nodeIP is the address a kubelet here reports (testcluster.NodeIP).
 func nodeIP(t *testing.T) string {
 	t.Helper()
-	conn, err := net.Dial("udp4", "192.0.2.255:9")
+	ip, err := testcluster.NodeIP()
 	if err != nil {
-		t.Fatalf("no default route for the kubelet's --node-ip: %v", err)
+		t.Fatal(err)
 	}
-	defer conn.Close()
-	return conn.LocalAddr().(*net.UDPAddr).IP.String()
+	return ip
 }
 
 // TestKubeletServingCertificate: `tlsboot approver`, scoped to the node's
