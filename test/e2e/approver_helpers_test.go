@@ -21,6 +21,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -308,4 +309,78 @@ func decisionLines(p *proc) []string {
 
 func regexpMatch(s, pattern string) bool {
 	return regexp.MustCompile(pattern).MatchString(s)
+}
+
+// approverEvents returns the Events the approver recorded about CSR name.
+func approverEvents(ctx context.Context, client kubernetes.Interface, name string) ([]corev1.Event, error) {
+	list, err := client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []corev1.Event
+	for _, e := range list.Items {
+		if e.InvolvedObject.Name == name && e.Source.Component == "tlsboot-approver" {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+// awaitEvents waits until the approver has recorded an Event about CSR
+// name and returns every such Event.
+func awaitEvents(t *testing.T, client kubernetes.Interface, name string) []corev1.Event {
+	t.Helper()
+	var events []corev1.Event
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		var err error
+		events, err = approverEvents(ctx, client, name)
+		return len(events) > 0, err
+	})
+	if err != nil {
+		t.Fatalf("no Event about CSR %s: %v", name, err)
+	}
+	return events
+}
+
+// awaitOnlyEvent returns the one Event the approver recorded about CSR
+// name, which it leaves pending (Notify), after making it look at the CSR
+// again: it adds an address to the status of node (the Node the CSR names),
+// which requeues the CSR, and waits until the approver, run with -v 3, has
+// logged leaving it alone a second time. A second Event would be queued by
+// that second look after a second "Leaving certificate signing request
+// pending" line, logged before the Event is queued: the log lines are
+// counted as well as the Events, so a duplicate still being written is
+// caught too.
+func awaitOnlyEvent(t *testing.T, p *proc, client kubernetes.Interface, node, name string) corev1.Event {
+	t.Helper()
+	first := awaitEvents(t, client, name)
+	n, err := client.CoreV1().Nodes().Get(t.Context(), node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.1.0.99"})
+	if _, err := client.CoreV1().Nodes().UpdateStatus(t.Context(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	again := `"Leaving certificate signing request alone" csr="` + name + `"`
+	err = wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		return strings.Count(p.stderr.String(), again) >= 2, nil
+	})
+	if err != nil {
+		t.Fatalf("the approver did not look at CSR %s again after its Node's addresses changed (is it run with -v 3?): %v", name, err)
+	}
+	if n := strings.Count(p.stderr.String(), `"Leaving certificate signing request pending" csr="`+name+`"`); n != 1 {
+		t.Errorf("the approver logged leaving CSR %s pending %d times, want once (one Event)", name, n)
+	}
+	events, err := approverEvents(t.Context(), client, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) != 1 {
+		t.Errorf("%d Events about CSR %s, want exactly 1: %+v", len(events), name, events)
+	}
+	if len(events) == 0 {
+		return first[0]
+	}
+	return events[0]
 }

@@ -8,11 +8,13 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
+	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -96,6 +98,9 @@ func testEvilNode(t *testing.T, c *testcluster.Cluster, adminClient kubernetes.I
 		{Type: corev1.NodeInternalDNS, Address: "kubernetes.default.svc"},
 		{Type: corev1.NodeInternalDNS, Address: "kubernetes.default.svc.cluster.local"},
 		{Type: corev1.NodeInternalDNS, Address: "localhost"},
+		{Type: corev1.NodeInternalDNS, Address: "127.1"},
+		{Type: corev1.NodeInternalDNS, Address: "0x7f.1"},
+		{Type: corev1.NodeInternalDNS, Address: "*.wild.example"},
 		{Type: corev1.NodeExternalDNS, Address: victim}, // the victim's host name
 	})
 
@@ -120,13 +125,19 @@ func testEvilNode(t *testing.T, c *testcluster.Cluster, adminClient kubernetes.I
 		{"kubernetes.default.svc.cluster.local", []string{"kubernetes.default.svc.cluster.local"}, nil, approval.ReasonSANReserved},
 		{"localhost", []string{"localhost"}, nil, approval.ReasonSANReserved},
 		{"another node's host name", []string{victim}, nil, approval.ReasonSANNotUnique},
-		{"all of them at once", allDNS, allIPs, ""},
+		// Spellings: the CSR is the attacker's, whatever the Node lists.
+		{"kubernetes.default.svc.cluster.local, upper case, trailing dot", []string{"Kubernetes.Default.SVC.cluster.local."}, nil, approval.ReasonSANReserved},
+		{"an IPv4 literal as a DNS name (127.1)", []string{"127.1"}, nil, approval.ReasonSANReserved},
+		{"a hex IPv4 literal as a DNS name (0x7f.1)", []string{"0x7f.1"}, nil, approval.ReasonSANReserved},
+		{"a wildcard DNS name", []string{"*.wild.example"}, nil, approval.ReasonSANNotAllowed},
+		// The reserved check runs before the unique one.
+		{"all of them at once", allDNS, allIPs, approval.ReasonSANReserved},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			spec := servingCSR(evil.name, append([]string{evil.name}, tc.dns...), append([]string{evilIP}, tc.ips...)...)
 			name := createCSR(t, evilClient, spec)
 			cond := waitDecision(t, adminClient, name)
-			if cond.Type != certificatesv1.CertificateDenied || (tc.reason != "" && cond.Reason != tc.reason) {
+			if cond.Type != certificatesv1.CertificateDenied || cond.Reason != tc.reason {
 				t.Fatalf("serving CSR for %s: %s %s %q, want Denied %s", tc.name, cond.Type, cond.Reason, cond.Message, tc.reason)
 			}
 			if tc.reason == approval.ReasonSANNotUnique && !strings.Contains(cond.Message, victim) {
@@ -135,6 +146,19 @@ func testEvilNode(t *testing.T, c *testcluster.Cluster, adminClient kubernetes.I
 			assertNoCertificate(t, adminClient, name)
 		})
 	}
+	// crypto/x509 writes an IPv4 address as 4 bytes; the attacker writes the
+	// IPv4-mapped IPv6 form, 16 bytes, which a prefix of IPv4 addresses
+	// does not contain unless the address is unmapped first.
+	t.Run("the kubernetes ClusterIP as a 16-byte IPv4-mapped address", func(t *testing.T) {
+		mapped := net.ParseIP(kubernetesClusterIP).To16()
+		name := createRawCSR(t, evilClient, attackRequest{node: evil.name, serving: true,
+			ext: []pkix.Extension{subjectAltName(t, dnsName(evil.name), ipAddress(mapped))}})
+		cond := waitDecision(t, adminClient, name)
+		if cond.Type != certificatesv1.CertificateDenied || cond.Reason != approval.ReasonSANReserved {
+			t.Fatalf("serving CSR for ::ffff:%s: %s %s %q, want Denied %s", kubernetesClusterIP, cond.Type, cond.Reason, cond.Message, approval.ReasonSANReserved)
+		}
+		assertNoCertificate(t, adminClient, name)
+	})
 	// The same node asking for what is its own is approved and signed: the
 	// approver stops the attack, not serving certificates.
 	t.Run("its own unique addresses", func(t *testing.T) {
@@ -240,11 +264,26 @@ func testRequestContent(t *testing.T, adminClient, bootstrapClient kubernetes.In
 	caTrue, _ := asn1.Marshal(struct {
 		IsCA bool `asn1:"optional"`
 	}{true})
+	caExt := pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 19}, Critical: true, Value: caTrue}
+	skiExt := pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 14}, Value: mustMarshal(t, []byte{1, 2, 3, 4})}
+	oidExtensionRequest := asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 14}
 	certSign, _ := asn1.Marshal(asn1.BitString{Bytes: []byte{0x04}, BitLength: 6}) // keyCertSign
+	oidCN, oidO := asn1.ObjectIdentifier{2, 5, 4, 3}, asn1.ObjectIdentifier{2, 5, 4, 10}
+	// crypto/x509 keeps the last CN, so the node's is last: a policy that
+	// reads only what crypto/x509 reads sees a valid node and approves.
 	twoCNs := pkix.RDNSequence{
-		{{Type: asn1.ObjectIdentifier{2, 5, 4, 10}, Value: "system:nodes"}},
-		{{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "system:node:" + uniqueNodeName("first")}},
-		{{Type: asn1.ObjectIdentifier{2, 5, 4, 3}, Value: "system:masters"}},
+		{{Type: oidO, Value: "system:nodes"}},
+		{{Type: oidCN, Value: "system:masters"}},
+		{{Type: oidCN, Value: "system:node:" + uniqueNodeName("last")}},
+	}
+	twoOs := pkix.RDNSequence{
+		{{Type: oidO, Value: "system:nodes"}},
+		{{Type: oidO, Value: "system:masters"}},
+		{{Type: oidCN, Value: "system:node:" + uniqueNodeName("two-o")}},
+	}
+	notNode := pkix.RDNSequence{
+		{{Type: oidO, Value: "system:nodes"}},
+		{{Type: oidCN, Value: "system:admin"}},
 	}
 	for _, tc := range []struct {
 		name   string
@@ -254,18 +293,28 @@ func testRequestContent(t *testing.T, adminClient, bootstrapClient kubernetes.In
 		{"node name with capitals", attackRequest{node: "WORKER-1"}, approval.ReasonInvalidNodeName},
 		{"node name with an empty label", attackRequest{node: "a..b"}, approval.ReasonInvalidNodeName},
 		{"node name with an underscore", attackRequest{node: "x_y"}, approval.ReasonInvalidNodeName},
-		{"RSA-1024 key", attackRequest{key: rsa1024}, ""},
-		{"P-521 key", attackRequest{key: p521}, ""},
-		{"basicConstraints CA:TRUE", attackRequest{ext: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 19}, Critical: true, Value: caTrue}}}, ""},
-		{"keyCertSign", attackRequest{ext: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 15}, Critical: true, Value: certSign}}}, ""},
-		{"unknown critical extension", attackRequest{ext: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{5, 0}}}}, ""},
-		{"two common names", attackRequest{subject: twoCNs}, ""},
+		{"RSA-1024 key", attackRequest{key: rsa1024}, approval.ReasonKeyNotAllowed},
+		{"P-521 key", attackRequest{key: p521}, approval.ReasonKeyNotAllowed},
+		{"basicConstraints CA:TRUE", attackRequest{ext: []pkix.Extension{caExt}}, approval.ReasonExtensionNotAllowed},
+		{"keyCertSign", attackRequest{ext: []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 15}, Critical: true, Value: certSign}}}, approval.ReasonExtensionNotAllowed},
+		{"unknown critical extension", attackRequest{ext: []pkix.Extension{{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}, Critical: true, Value: []byte{5, 0}}}}, approval.ReasonExtensionNotAllowed},
+		// crypto/x509 skips these: a signer built on it sees a plain node
+		// request; another signer may read what the policy never saw. The
+		// request has no extension request of its own (no SAN), so each
+		// attribute is the only one of its kind.
+		{"challengePassword attribute", attackRequest{attrs: []asn1.RawValue{attribute(t, asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 7}, "secret")}}, approval.ReasonAttributeNotAllowed},
+		{"otherName SAN", attackRequest{ext: []pkix.Extension{subjectAltName(t, otherName(t, "system:masters"))}}, approval.ReasonExtensionNotAllowed},
+		{"Microsoft extension request smuggling a CA", attackRequest{attrs: []asn1.RawValue{attribute(t, asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 2, 1, 14}, []pkix.Extension{caExt})}}, approval.ReasonAttributeNotAllowed},
+		{"second value of the extension request smuggling a CA", attackRequest{attrs: []asn1.RawValue{attribute(t, oidExtensionRequest, []pkix.Extension{skiExt}, []pkix.Extension{caExt})}}, approval.ReasonAttributeNotAllowed},
+		{"two common names", attackRequest{subject: twoCNs}, approval.ReasonBadCommonName},
+		{"two organizations", attackRequest{subject: twoOs}, approval.ReasonBadOrganization},
+		{"a non-node common name", attackRequest{subject: notNode}, approval.ReasonBadCommonName},
 		{"a certificate for ten years", attackRequest{expire: 10 * 365 * 24 * 3600}, approval.ReasonExpirationTooLong},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			name := createRawCSR(t, bootstrapClient, tc.req)
 			cond := waitDecision(t, adminClient, name)
-			if cond.Type != certificatesv1.CertificateDenied || (tc.reason != "" && cond.Reason != tc.reason) {
+			if cond.Type != certificatesv1.CertificateDenied || cond.Reason != tc.reason {
 				t.Fatalf("%s: %s %s %q, want Denied %s", tc.name, cond.Type, cond.Reason, cond.Message, tc.reason)
 			}
 			assertNoCertificate(t, adminClient, name)
@@ -288,9 +337,13 @@ func testRequestContent(t *testing.T, adminClient, bootstrapClient kubernetes.In
 // log lines.
 func testBoundedEcho(t *testing.T, p *proc, adminClient, bootstrapClient kubernetes.Interface) {
 	for _, tc := range []struct {
-		name string
-		sans int
-	}{{"420 KB request", 12000}, {"a thousand SANs under the size limit", 1000}} {
+		name   string
+		sans   int
+		reason string
+	}{
+		{"420 KB request", 12000, approval.ReasonRequestTooLarge},
+		{"a thousand SANs under the size limit", 1000, approval.ReasonTooManySANs},
+	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dns := make([]string, tc.sans)
 			for i := range dns {
@@ -298,13 +351,13 @@ func testBoundedEcho(t *testing.T, p *proc, adminClient, bootstrapClient kuberne
 			}
 			name := createRawCSR(t, bootstrapClient, attackRequest{dns: dns})
 			cond := waitDecision(t, adminClient, name)
-			if cond.Type != certificatesv1.CertificateDenied {
-				t.Fatalf("%+v, want denied", cond)
+			if cond.Type != certificatesv1.CertificateDenied || cond.Reason != tc.reason {
+				t.Fatalf("%s %s %.200q, want Denied %s", cond.Type, cond.Reason, cond.Message, tc.reason)
 			}
 			if len(cond.Message) > 2048 {
 				t.Errorf("condition message is %d bytes, want at most 2 KiB", len(cond.Message))
 			}
-			ev := awaitEvent(t, adminClient, name)
+			ev := awaitEvents(t, adminClient, name)[0]
 			if len(ev.Message) > 2048 {
 				t.Errorf("Event message is %d bytes, want at most 2 KiB", len(ev.Message))
 			}
@@ -344,6 +397,10 @@ type attackRequest struct {
 	dns     []string
 	expire  int32 // spec.expirationSeconds, when not 0
 	tamper  bool  // flip a bit of the request's signature
+	// attrs are PKCS #10 attributes added after the extension request
+	// (the request is signed again, so it still verifies).
+	attrs   []asn1.RawValue
+	serving bool // a kubelet-serving CSR instead of a client one
 }
 
 // createRawCSR creates the client CSR r describes with client, bypassing
@@ -385,10 +442,17 @@ func buildRawCSR(t *testing.T, client kubernetes.Interface, r attackRequest) (st
 	if err != nil {
 		t.Fatal(err)
 	}
+	if len(r.attrs) > 0 {
+		der = withAttributes(t, der, r.key, r.attrs)
+	}
 	if r.tamper {
 		der[len(der)-1] ^= 1 // the last byte of the signature
 	}
-	usages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}
+	signer, auth := certificatesv1.KubeAPIServerClientKubeletSignerName, certificatesv1.UsageClientAuth
+	if r.serving {
+		signer, auth = certificatesv1.KubeletServingSignerName, certificatesv1.UsageServerAuth
+	}
+	usages := []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, auth}
 	if _, ok := r.key.(*rsa.PrivateKey); ok {
 		usages = append(usages, certificatesv1.UsageKeyEncipherment)
 	}
@@ -396,7 +460,7 @@ func buildRawCSR(t *testing.T, client kubernetes.Interface, r attackRequest) (st
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "attack-"},
 		Spec: certificatesv1.CertificateSigningRequestSpec{
 			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName, Usages: usages,
+			SignerName: signer, Usages: usages,
 		},
 	}
 	if r.expire != 0 {
@@ -509,25 +573,87 @@ func awaitCertificate(t *testing.T, client kubernetes.Interface, name string) *x
 	return cert
 }
 
-// awaitEvent waits for the approver's Event about CSR name.
-func awaitEvent(t *testing.T, client kubernetes.Interface, name string) corev1.Event {
+// withAttributes returns the DER request der with attrs appended to its
+// attributes, signed again with key, an ECDSA P-256 key (crypto/x509 signs
+// such a request with ECDSA-SHA256, the algorithm kept here).
+func withAttributes(t *testing.T, der []byte, key crypto.Signer, attrs []asn1.RawValue) []byte {
 	t.Helper()
-	var got corev1.Event
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		events, err := client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
-		if err != nil {
-			return false, err
-		}
-		for _, e := range events.Items {
-			if e.InvolvedObject.Name == name && e.Source.Component == "tlsboot-approver" {
-				got = e
-				return true, nil
-			}
-		}
-		return false, nil
-	})
-	if err != nil {
-		t.Fatalf("no Event about CSR %s: %v", name, err)
+	if k, ok := key.(*ecdsa.PrivateKey); !ok || k.Curve != elliptic.P256() {
+		t.Fatalf("withAttributes signs with ECDSA P-256 only, not %T", key)
 	}
-	return got
+	var outer struct {
+		TBS asn1.RawValue
+		Alg pkix.AlgorithmIdentifier
+		Sig asn1.BitString
+	}
+	var tbs struct {
+		Version   int
+		Subject   asn1.RawValue
+		PublicKey asn1.RawValue
+		Attrs     []asn1.RawValue `asn1:"tag:0"`
+	}
+	if _, err := asn1.Unmarshal(der, &outer); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := asn1.Unmarshal(outer.TBS.FullBytes, &tbs); err != nil {
+		t.Fatal(err)
+	}
+	tbs.Attrs = append(tbs.Attrs, attrs...)
+	raw := mustMarshal(t, tbs)
+	digest := sha256.Sum256(raw)
+	sig, err := key.Sign(rand.Reader, digest[:], crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer.TBS = asn1.RawValue{FullBytes: raw}
+	outer.Sig = asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}
+	return mustMarshal(t, outer)
+}
+
+// attribute encodes a PKCS #10 attribute: the type and a set of values.
+func attribute(t *testing.T, id asn1.ObjectIdentifier, values ...any) asn1.RawValue {
+	t.Helper()
+	set := make([]asn1.RawValue, len(values))
+	for i, v := range values {
+		set[i] = asn1.RawValue{FullBytes: mustMarshal(t, v)}
+	}
+	return asn1.RawValue{FullBytes: mustMarshal(t, struct {
+		ID     asn1.ObjectIdentifier
+		Values []asn1.RawValue `asn1:"set"`
+	}{id, set})}
+}
+
+// subjectAltName encodes a subjectAltName extension of the given
+// GeneralNames, spelled as the attacker likes.
+func subjectAltName(t *testing.T, names ...asn1.RawValue) pkix.Extension {
+	t.Helper()
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: mustMarshal(t, names)}
+}
+
+// dnsName and ipAddress are GeneralNames, taken as they are: a name of any
+// case, an address of any length.
+func dnsName(name string) asn1.RawValue {
+	return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte(name)}
+}
+
+func ipAddress(ip []byte) asn1.RawValue {
+	return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: ip}
+}
+
+// otherName is a GeneralName that crypto/x509 skips when it reads a SAN
+// extension: an otherName of an unregistered type holding value.
+func otherName(t *testing.T, value string) asn1.RawValue {
+	t.Helper()
+	inner := asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: mustMarshal(t, value)}
+	return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true,
+		Bytes: append(mustMarshal(t, asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 2}), mustMarshal(t, inner)...)}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
