@@ -289,8 +289,15 @@ type Input struct {
 	Now time.Time
 }
 
-// Options configures a Policy. The zero value approves what
-// kube-controller-manager would, plus serving CSRs, with no extra limits.
+// Options configures a Policy. The zero value approves the client CSRs
+// kube-controller-manager would, less those every Policy refuses whatever
+// its options: the request checks (size, key, attributes, extensions,
+// subject, SAN count), invalid node names (InvalidNodeName), a bound
+// token's request for another node or a second key, and a bootstrap
+// token's request for a live node (NodeAlive, denied). It approves no
+// serving CSR: without a scope (AllowedDNSRegex, AllowedIPs) every one is
+// left pending (NoServingScope). It sets no expiration limit and no
+// pending timeout, and its NodeAliveGrace is DefaultNodeAliveGrace.
 type Options struct {
 	// MaxExpiration denies CSRs whose spec.expirationSeconds is longer.
 	// Zero means no limit; otherwise it is at least csr.MinExpiration.
