@@ -59,9 +59,9 @@ type KubeletOptions struct {
 //     kernel.panic_on_oops, kernel.keys.root_maxkeys and
 //     kernel.keys.root_maxbytes) are regular files bind-mounted over their
 //     /proc/sys entries, holding the values it expects. It runs with
-//     protectKernelDefaults, so it writes none of them, and it refuses to
-//     start should a later kubelet check one more: the host's values never
-//     change.
+//     protectKernelDefaults, so it writes none of them, and should a
+//     later kubelet check one more whose value differs, it refuses to
+//     start instead of writing it: the host's values never change.
 //
 // Nothing else is isolated: it shares the host's network, PIDs, cgroups
 // and the rest of /proc/sys. Its mount(8) calls keep their utab in its
