@@ -148,10 +148,6 @@ func TestRunFailsFastOnBadMetricsAddress(t *testing.T) {
 	}
 }
 
-// TestShutdownOrder: stop waits for the managers first, then for the
-// on-rotate commands. A rotation that a manager completes after the
-// shutdown began starts no command and logs one line saying so; a command
-// that was running is stopped and waited for.
 // TestShutdownOrder: stop waits for the managers before the on-rotate
 // commands, so that a command a manager starts while stop waits for it is
 // waited for too, and no command outlives Run. The command's context is
