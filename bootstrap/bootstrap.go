@@ -337,7 +337,7 @@ func persist(store *certstore.Store, certPEM, keyPEM []byte, kubeconfigPath stri
 		return nil, kerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("storing the issued certificate in %s: %w", store.Dir(), err)
+		return nil, fmt.Errorf("storing the issued certificate: %w", err)
 	}
 	return cert, nil
 }

@@ -23,7 +23,8 @@ import (
 // a caller's own write: what was done to which file, and why. File is the
 // file the caller named, never a temporary name. A full file system
 // (ENOSPC, EDQUOT) is explained with what to do: free space where File
-// lives; every write here leaves the previous file as it was.
+// lives (every write here leaves the previous file as it was, so running
+// again then completes).
 type Error struct {
 	Op   string // "writing", "linking"
 	File string
@@ -54,7 +55,7 @@ func (e *Error) Error() string {
 	}
 	msg := e.Op + " " + e.File + ": " + cause.Error()
 	if errors.Is(e.Err, syscall.ENOSPC) || errors.Is(e.Err, syscall.EDQUOT) {
-		msg += "; free space on the file system that holds " + filepath.Dir(e.File) + " (the previous " + filepath.Base(e.File) + " is unchanged)"
+		msg += "; free space on the file system that holds " + filepath.Dir(e.File)
 	}
 	return msg
 }

@@ -55,7 +55,7 @@ func TestWriteFailures(t *testing.T) {
 			if !errors.Is(err, syscall.ENOSPC) {
 				t.Fatalf("error %v, want one wrapping ENOSPC", err)
 			}
-			want := target + ": no space left on device; free space on the file system that holds " + dir + " (the previous kubelet.conf is unchanged)"
+			want := target + ": no space left on device; free space on the file system that holds " + dir
 			if !strings.HasSuffix(err.Error(), want) || strings.Contains(err.Error(), ".tmp-") {
 				t.Errorf("error %q\ndoes not end in %q, or names a temporary file", err, want)
 			}
