@@ -225,7 +225,7 @@ func TestTransformCSR(t *testing.T) {
 	good.Labels = map[string]string{"a": "b"}
 	good.Finalizers = []string{"example.com/f"}
 	good.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
-	good.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateFailed, Message: strings.Repeat("é", 5000)}}
+	good.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Message: strings.Repeat("é", 5000)}}
 	out, err := transformCSR(good.DeepCopy())
 	if err != nil {
 		t.Fatal(err)
@@ -243,8 +243,8 @@ func TestTransformCSR(t *testing.T) {
 	if DroppedRequestBytes(got) != 0 {
 		t.Errorf("a requester's annotation counts as a dropped request: %d", DroppedRequestBytes(got))
 	}
-	if m := got.Status.Conditions[0].Message; len(m) > approval.MaxEchoBytes || !strings.HasSuffix(m, "(truncated)") || got.Status.Conditions[0].Type != certificatesv1.CertificateFailed {
-		t.Errorf("condition %s with a message of %d bytes, want Failed, at most %d", got.Status.Conditions[0].Type, len(m), approval.MaxEchoBytes)
+	if m := got.Status.Conditions[0].Message; len(m) > approval.MaxEchoBytes || !strings.HasSuffix(m, "(truncated)") || got.Status.Conditions[0].Type != certificatesv1.CertificateApproved {
+		t.Errorf("condition %s with a message of %d bytes, want Approved, at most %d", got.Status.Conditions[0].Type, len(m), approval.MaxEchoBytes)
 	}
 	if len(good.Status.Conditions[0].Message) != 10000 || len(good.Annotations) != 2 {
 		t.Error("the transform changed its input")
@@ -260,6 +260,16 @@ func TestTransformCSR(t *testing.T) {
 	again, _ := transformCSR(got)
 	if DroppedRequestBytes(again.(*certificatesv1.CertificateSigningRequest)) != approval.MaxRequestBytes+1 {
 		t.Error("transforming twice forgot the dropped size")
+	}
+
+	// Denied and failed CSRs keep no request: nothing reads it again.
+	for _, typ := range []certificatesv1.RequestConditionType{certificatesv1.CertificateDenied, certificatesv1.CertificateFailed} {
+		done := good.DeepCopy()
+		done.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: typ, Status: corev1.ConditionTrue}}
+		out, _ = transformCSR(done)
+		if got := out.(*certificatesv1.CertificateSigningRequest); got.Spec.Request != nil || got.Status.Conditions[0].Type != typ || got.Spec.Username != good.Spec.Username {
+			t.Errorf("%s CSR: kept a request of %d bytes (or lost its condition or requester)", typ, len(got.Spec.Request))
+		}
 	}
 
 	limit := good.DeepCopy()

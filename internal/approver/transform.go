@@ -58,8 +58,11 @@ func minimalMeta(m *metav1.ObjectMeta) metav1.ObjectMeta {
 
 // transformCSR drops the metadata of a CSR, the request when it is over
 // approval.MaxRequestBytes (remembering its size in
-// droppedRequestAnnotation), and bounds the condition messages (only
-// whether a condition exists is read).
+// droppedRequestAnnotation) or when the CSR is denied or failed (nothing
+// reads it then: decided CSRs are not decided again, and the bound-token
+// index skips them; so a requester's denied CSRs cost the cache no more
+// than their names), and bounds the condition messages (only whether a
+// condition exists is read).
 func transformCSR(obj any) (any, error) {
 	in, ok := obj.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
@@ -74,6 +77,9 @@ func transformCSR(obj any) (any, error) {
 	dropped := DroppedRequestBytes(in) // already transformed: keep the size
 	if n := len(in.Spec.Request); n > approval.MaxRequestBytes {
 		dropped = n
+		out.Spec.Request = nil
+	}
+	if deniedOrFailed(in) {
 		out.Spec.Request = nil
 	}
 	if dropped > 0 {
