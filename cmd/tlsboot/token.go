@@ -22,6 +22,7 @@ import (
 	certutil "k8s.io/client-go/util/cert"
 
 	"github.com/tlsboot/tlsboot/discovery"
+	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/token"
 )
 
@@ -60,7 +61,7 @@ func (a *admin) caPEM() ([]byte, error) {
 	data := a.config.CAData
 	if len(data) == 0 && a.config.CAFile != "" {
 		var err error
-		if data, err = os.ReadFile(a.config.CAFile); err != nil {
+		if data, err = atomicfile.ReadFile(a.config.CAFile); err != nil {
 			return nil, fmt.Errorf("reading the CA of admin kubeconfig %s: %v", a.path, err)
 		}
 	}
