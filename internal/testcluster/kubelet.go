@@ -176,16 +176,19 @@ var kernelTunables = []struct{ path, value string }{
 	{"kernel/keys/root_maxbytes", "25000000"},
 }
 
+// tunableFile is the file that stands in for /proc/sys/<path>.
+func (k *Kubelet) tunableFile(path string) string {
+	return filepath.Join(k.dir, "sysctl", strings.ReplaceAll(path, "/", "."))
+}
+
 // writeKernelTunables writes one file per kernel tunable, holding the
 // kubelet's wanted value, for args to bind-mount over /proc/sys.
 func (k *Kubelet) writeKernelTunables() error {
-	dir := filepath.Join(k.dir, "sysctl")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(k.dir, "sysctl"), 0o700); err != nil {
 		return err
 	}
 	for _, kt := range kernelTunables {
-		name := filepath.Join(dir, strings.ReplaceAll(kt.path, "/", "."))
-		if err := os.WriteFile(name, []byte(kt.value+"\n"), 0o644); err != nil {
+		if err := os.WriteFile(k.tunableFile(kt.path), []byte(kt.value+"\n"), 0o644); err != nil {
 			return err
 		}
 	}
@@ -218,8 +221,7 @@ mount -t tmpfs -o mode=0755,size=16m tlsboot-kubelet /var/lib
 mount -t tmpfs -o mode=0755,size=16m tlsboot-kubelet /var/log
 `
 	for _, kt := range kernelTunables {
-		file := filepath.Join(k.dir, "sysctl", strings.ReplaceAll(kt.path, "/", "."))
-		script += "mount --bind " + shellQuote(file) + " /proc/sys/" + kt.path + "\n"
+		script += "mount --bind " + shellQuote(k.tunableFile(kt.path)) + " /proc/sys/" + kt.path + "\n"
 	}
 	script += `exec "$0" "$@"`
 	return append([]string{"-m", "--propagation", "private", "--", "/bin/sh", "-c", script,
