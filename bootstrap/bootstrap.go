@@ -92,6 +92,14 @@ type Options struct {
 	// re-attaching to the CSR that issued the certificate being replaced.
 	// The pending key left by an unfinished run is still reused.
 	FreshKey bool
+	// ClientCAFile, if set, is a PEM file of CA certificates that the
+	// issued client certificate must also chain to, for operators who want
+	// that offline check on top of the API server's word. It is off by
+	// default: the CA that signs client certificates is often not the one
+	// that verifies the API server (the bootstrap kubeconfig's), and the
+	// API server confirming the certificate (below) is what matters. It is
+	// read at every Run.
+	ClientCAFile string
 	// InsecureWarned says the caller already warned (WarnInsecure) about
 	// a bootstrap kubeconfig that skips TLS verification; Run then does
 	// not warn again.
@@ -121,7 +129,8 @@ func (o *Options) setDefaults() {
 
 // Validate reports the first missing or invalid option, on one line that
 // names it; an Expiration the API server would refuse is a
-// *csr.ExpirationError. Run calls it after applying the defaults.
+// *csr.ExpirationError, and a ClientCAFile that cannot be read or holds no
+// certificate a *csr.RootsError. Run calls it after applying the defaults.
 func (o Options) Validate() error {
 	switch {
 	case o.KubeconfigPath == "":
@@ -146,6 +155,11 @@ func (o Options) Validate() error {
 	if o.KeyType != "" {
 		if _, err := csr.ParseKeyType(string(o.KeyType)); err != nil {
 			return err
+		}
+	}
+	if o.ClientCAFile != "" {
+		if _, err := csr.LoadRoots(o.ClientCAFile); err != nil {
+			return err // a *csr.RootsError: the command names its flag
 		}
 	}
 	return nil
@@ -182,10 +196,22 @@ type Result struct {
 // without a certificate is *csr.OutcomeError, one of the same name that
 // asks for something else *csr.ConflictError, one not issued within
 // WaitTimeout *csr.TimeoutError, and an issued certificate that must not be
-// stored *csr.CertificateError.
+// stored *csr.CertificateError (it fails the offline checks of
+// csr.CheckIssued, or does not chain to ClientCAFile) or
+// *csr.IdentityError (the API server rejects it, or authenticates it as
+// someone other than system:node:<NodeName> in system:nodes).
 //
-// Nothing that was valid on disk is removed or replaced on error, and
-// running again resumes with the same key and CSR. Run is safe to call
+// Before the certificate is stored, the API server must accept it: one
+// SelfSubjectReview authenticated with the new certificate and key alone
+// (package identity). A server that does not answer then is retried, with
+// the certificate kept in memory, until WaitTimeout; nothing unconfirmed
+// is ever stored.
+//
+// Nothing that was valid on disk is removed or replaced on error. Running
+// again resumes with the same key and CSR, except after an issued
+// certificate that must not be stored: the pending key is then dropped, so
+// that the next run asks with a new key under a new CSR instead of
+// fetching the same certificate again. Run is safe to call
 // concurrently for different certificate directories and kubeconfigs; two
 // runs for the same files are not coordinated.
 func Run(ctx context.Context, opts Options) (*Result, error) {
@@ -224,8 +250,11 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	iss, err := srv.request(ctx, key, opts)
+	iss, err := srv.request(ctx, key, keyPEM, opts)
 	if err != nil {
+		if refused(err) {
+			dropPendingKey(ctx, store)
+		}
 		return nil, err
 	}
 	cert, err := persist(store, iss.certPEM, keyPEM, opts.KubeconfigPath, kubeconfig.Node(bootCfg, store.CurrentPath()))
@@ -350,6 +379,14 @@ func dropPendingKey(ctx context.Context, store *certstore.Store) {
 	if err := store.DropPendingKey(); err != nil {
 		klog.FromContext(ctx).Info("Could not remove the pending key; it is harmless and will be replaced", "path", store.PendingKeyPath(), "err", err)
 	}
+}
+
+// refused reports an issued certificate that must not be stored: asking
+// again under the same CSR would return it again.
+func refused(err error) bool {
+	var cert *csr.CertificateError
+	var id *csr.IdentityError
+	return errors.As(err, &cert) || errors.As(err, &id)
 }
 
 // WarnInsecure logs one line at level 0 when the bootstrap kubeconfig at

@@ -111,8 +111,8 @@ func snapshotDir(t *testing.T, dir string) string {
 
 // TestRequestRefusesUnsafeCertificate: a certificate for the right key
 // and node that is a CA, has other usages, or comes from another CA than
-// the kubeconfig's is refused with a *csr.CertificateError that names the
-// CSR and says to delete it.
+// ClientCAFile's (when set) is refused with a *csr.CertificateError that
+// names the CSR and says to delete it.
 func TestRequestRefusesUnsafeCertificate(t *testing.T) {
 	ctx := klog.NewContext(context.Background(), klog.Background())
 	cluster, foreign := testpki.NewCA(t), testpki.NewCA(t)
@@ -158,8 +158,10 @@ func TestRequestRefusesUnsafeCertificate(t *testing.T) {
 					Certificate: tt.ca.Issue(t, spec).CertPEM,
 				},
 			})
-			s := &server{client: client, roots: roots, clock: clock.RealClock{}}
-			_, err = s.request(ctx, key, opts)
+			asNode(client, opts.NodeName)
+			s := &server{cluster: &rest.Config{Host: "https://127.0.0.1:1"}, client: client, roots: roots, clock: clock.RealClock{},
+				newClient: func(*rest.Config) (kubernetes.Interface, error) { return client, nil }}
+			_, err = s.request(ctx, key, nil, opts)
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("request = %v", err)
@@ -238,7 +240,7 @@ func TestNewServerRefusesHugeCAFile(t *testing.T) {
 	good := filepath.Join(t.TempDir(), "ca.crt")
 	os.WriteFile(good, testpki.NewCA(t).PEM(), 0o600)
 	s, err := newServer(&rest.Config{Host: "https://127.0.0.1:1", TLSClientConfig: rest.TLSClientConfig{CAFile: good}}, opts)
-	if err != nil || s.roots == nil || given == nil || given.CAFile != "" || len(given.CAData) == 0 {
-		t.Fatalf("newServer with a good CA file: %v (roots %v, client config %+v)", err, s != nil && s.roots != nil, given)
+	if err != nil || s.roots != nil || given == nil || given.CAFile != "" || len(given.CAData) == 0 {
+		t.Fatalf("newServer with a good CA file: %v (roots %v, want none without ClientCAFile; client config %+v)", err, s != nil && s.roots != nil, given)
 	}
 }

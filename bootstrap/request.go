@@ -15,6 +15,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/csr"
 	"github.com/tlsboot/tlsboot/csrwait"
+	"github.com/tlsboot/tlsboot/identity"
 )
 
 // waitTimeoutCause is the cause of the request's context when WaitTimeout
@@ -29,7 +30,8 @@ var waitTimeoutCause = fmt.Errorf("wait timeout: %w", context.DeadlineExceeded)
 // instead.
 var ErrWaitTimeout = errors.New("gave up when the wait timeout (Options.WaitTimeout) ran out")
 
-// issued is what request got: a certificate checked against the request.
+// issued is what request got: a certificate checked against the request
+// and confirmed by the API server.
 type issued struct {
 	certPEM    []byte
 	name       string        // the CSR
@@ -38,9 +40,10 @@ type issued struct {
 }
 
 // request creates (or re-attaches to) the node's CSR for key, retrying
-// while the server is unreachable, then waits for the certificate and
-// checks it, all within opts.WaitTimeout on s.clock.
-func (s *server) request(ctx context.Context, key crypto.Signer, opts Options) (issued, error) {
+// while the server is unreachable, then waits for the certificate, checks
+// it and has the API server confirm it, all within opts.WaitTimeout on
+// s.clock.
+func (s *server) request(ctx context.Context, key crypto.Signer, keyPEM []byte, opts Options) (issued, error) {
 	logger := klog.FromContext(ctx)
 	ctx, stop := withClockTimeout(ctx, s.clock, opts.WaitTimeout, waitTimeoutCause)
 	defer stop()
@@ -73,11 +76,54 @@ func (s *server) request(ctx context.Context, key crypto.Signer, opts Options) (
 	}
 	took := s.clock.Since(submitted)
 	// The key and names must match, and the certificate must be one a
-	// node may hold: not a CA, no other usages, from the cluster's CA.
+	// node may hold: not a CA, no other usages (and from ClientCAFile's
+	// CA, when asked). Then the API server must take it for the node.
 	if _, err := csr.CheckIssued(name, certPEM, key, req, s.clock.Now(), s.roots); err != nil {
 		return issued{}, err
 	}
+	if err := s.confirm(ctx, name, opts.NodeName, certPEM, keyPEM); err != nil {
+		return issued{}, err
+	}
 	return issued{certPEM: certPEM, name: name, reattached: !created, took: took}, nil
+}
+
+// confirm asks the API server whether certPEM with keyPEM authenticates as
+// system:node:<node> in system:nodes (identity.Confirm), retrying with
+// backoff while the server does not answer, until it does or ctx ends. The
+// certificate is only in memory meanwhile: an unconfirmed one is never
+// stored, and a server that stays silent until WaitTimeout leaves the
+// pending key, so that the next run re-attaches to the issued CSR and
+// confirms again.
+func (s *server) confirm(ctx context.Context, name, node string, certPEM, keyPEM []byte) error {
+	client, err := s.newClient(identity.Config(s.cluster, certPEM, keyPEM))
+	if err != nil {
+		return fmt.Errorf("certificate signing request %s: a client for the issued certificate: %w", name, err)
+	}
+	logger := klog.FromContext(ctx)
+	backoff := retryBackoff
+	var last error // the last failure that was not ctx ending
+	for {
+		err := identity.Confirm(ctx, client, s.host, name, csr.NodeCommonPrefix+node, csr.NodesGroup)
+		var se *csr.ServerError
+		switch {
+		case err == nil:
+			logger.V(1).Info("The API server confirmed the issued certificate", "csr", name, "user", csr.NodeCommonPrefix+node)
+			return nil
+		case ctx.Err() != nil && last != nil && errors.Is(context.Cause(ctx), waitTimeoutCause):
+			return fmt.Errorf("%w: certificate signing request %s was issued, but confirming its certificate with the API server kept failing (%w); run again to re-attach to it", ErrWaitTimeout, name, last)
+		case ctx.Err() != nil:
+			return fmt.Errorf("certificate signing request %s: confirming the issued certificate: %w", name, context.Cause(ctx))
+		case !s.permanent(ctx, err):
+			last = err
+		case errors.As(err, &se) && se.Hint == "":
+			return s.explain(err) // the bootstrap kubeconfig's server or CA
+		default:
+			return err
+		}
+		delay := RetryDelay(&backoff, 0, rand.Float64())
+		logger.Info("Confirming the issued certificate with the API server failed, retrying", "csr", name, "retry_in", delay.Round(time.Millisecond).String(), "err", err)
+		sleep(ctx, s.clock, delay)
+	}
 }
 
 // submit calls csrwait.Submit until it succeeds, fails for good (see

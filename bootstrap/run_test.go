@@ -66,6 +66,7 @@ func fakeOptions(t *testing.T, client *fake.Clientset, ca *testpki.CA) Options {
 	}, bootstrapPath); err != nil {
 		t.Fatal(err)
 	}
+	asNode(client, "node-1")
 	return Options{
 		KubeconfigPath:          filepath.Join(dir, "kubelet.conf"),
 		BootstrapKubeconfigPath: bootstrapPath,

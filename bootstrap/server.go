@@ -14,6 +14,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/identity"
 	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 )
@@ -40,9 +41,11 @@ var retryBackoff = wait.Backoff{Duration: 500 * time.Millisecond, Factor: 2, Jit
 // used by one Run, from one goroutine at a time.
 type server struct {
 	host            string
-	bootstrapPath   string               // the bootstrap kubeconfig, for messages
-	client          kubernetes.Interface // authenticates with the bootstrap credentials
-	roots           *x509.CertPool       // the cluster CA of the kubeconfig; nil if it names none
+	bootstrapPath   string                                           // the bootstrap kubeconfig, for messages
+	cluster         *rest.Config                                     // the bootstrap config, for clients of issued certificates (identity.Config)
+	newClient       func(*rest.Config) (kubernetes.Interface, error) // Options.NewClient
+	client          kubernetes.Interface                             // authenticates with the bootstrap credentials
+	roots           *x509.CertPool                                   // Options.ClientCAFile's CAs; nil when it is not set
 	clock           clock.WithTicker
 	healthz, readyz func(context.Context) error
 
@@ -58,9 +61,15 @@ func newServer(cfg *rest.Config, opts Options) (*server, error) {
 	}
 	// Read the CA file once, with the size limit, and hand client-go the
 	// bytes: it would read the file itself, whatever its size.
-	roots, err := kubeconfig.CAPool(cfg)
-	if err != nil {
+	if _, err := kubeconfig.CAPool(cfg); err != nil {
 		return nil, err
+	}
+	var roots *x509.CertPool
+	var err error
+	if opts.ClientCAFile != "" {
+		if roots, err = csr.LoadRoots(opts.ClientCAFile); err != nil {
+			return nil, err
+		}
 	}
 	if len(cfg.CAData) == 0 && cfg.CAFile != "" {
 		if cfg.CAData, err = atomicfile.ReadFile(cfg.CAFile); err != nil {
@@ -72,7 +81,7 @@ func newServer(cfg *rest.Config, opts Options) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{host: cfg.Host, bootstrapPath: opts.BootstrapKubeconfigPath, client: client, roots: roots, clock: opts.Clock}
+	s := &server{host: cfg.Host, bootstrapPath: opts.BootstrapKubeconfigPath, cluster: cfg, newClient: opts.NewClient, client: client, roots: roots, clock: opts.Clock}
 	s.healthz = func(ctx context.Context) error { return probe(ctx, client, "/healthz") }
 	// /readyz is asked without credentials: a token the server rejects
 	// would get a 401 there too. Only a 401 needs it, so the anonymous
@@ -139,7 +148,8 @@ func (s *server) waitForServer(ctx context.Context, d time.Duration) error {
 
 // permanent reports errors that retrying cannot fix: rejected credentials,
 // missing permissions, invalid requests, failed TLS verification, a CSR
-// that ended or conflicts, a certificate that must not be stored.
+// that ended or conflicts, a certificate that must not be stored (or
+// cannot be confirmed by an API server without SelfSubjectReviews).
 //
 // A 401 is permanent only once the server is ready: an API server that has
 // just started rejects bootstrap tokens until its caches hold their Secrets,
@@ -150,8 +160,10 @@ func (s *server) permanent(ctx context.Context, err error) bool {
 	var outcome *csr.OutcomeError
 	var conflict *csr.ConflictError
 	var cert *csr.CertificateError
+	var id *csr.IdentityError
+	var notServed *identity.NotServedError
 	switch {
-	case errors.As(err, &outcome) || errors.As(err, &conflict) || errors.As(err, &cert):
+	case errors.As(err, &outcome) || errors.As(err, &conflict) || errors.As(err, &cert) || errors.As(err, &id) || errors.As(err, &notServed):
 		return true
 	case errors.Is(err, csr.ErrForbidden) || errors.Is(err, csr.ErrTLS):
 		return true

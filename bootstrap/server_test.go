@@ -206,7 +206,7 @@ func TestSubmitGivesUp(t *testing.T) {
 	}()
 	drive(clk, 2, retryBackoff.Cap, done)
 	if err == nil || !strings.Contains(err.Error(), "gave up") || !strings.Contains(err.Error(), "connection refused") ||
-		!errors.Is(err, csr.ErrUnreachable) || !errors.Is(err, ErrWaitTimeout) || strings.Contains(err.Error(), "--") {
+		!errors.Is(err, csr.ErrUnreachable) || !errors.Is(err, ErrWaitTimeout) || strings.Contains(err.Error(), " --") {
 		t.Errorf("submit error = %v, want ErrWaitTimeout with the last failure, naming no flag", err)
 	}
 	// Backoff from 0.5s doubling to a 30s cap: about 25 tries in 10m, not hundreds.

@@ -18,11 +18,14 @@ import (
 // key's public key, r's common name and organisations, r's DNS names and IP
 // addresses if r has any (compared as sets), and be valid at now. It must
 // also be safe to hold: a leaf, not a CA; with exactly the extended key
-// usages r asks for; and, when roots is not nil, chaining to roots (the
-// cluster CA of the kubeconfig) for those usages at now, with the other
-// certificates of certPEM as intermediates. Signers may rewrite a request,
-// so this is the last line of defence before a certificate is stored and
-// served.
+// usages r asks for; and, when roots is not nil, chaining to roots for
+// those usages at now, with the other certificates of certPEM as
+// intermediates. roots is the caller's opt-in (tlsboot's --client-ca-file,
+// --serving-ca-file): the CA that verifies the API server is often not the
+// one that signs, so it must not be used here by default. Signers may
+// rewrite a request, so this is the node's own line of defence before a
+// certificate is stored and served; for a client certificate the API
+// server has the last word (package identity).
 //
 // Every failure is a *CertificateError, its Problem saying which check
 // failed; its CSR is empty (see CheckIssued). Check is pure and safe for

@@ -145,9 +145,10 @@ const (
 	// (for example server auth on a client certificate, any usage, or
 	// none, which means any).
 	ProblemUsages Problem = "a certificate for other usages"
-	// ProblemChain: it does not chain to the cluster CA of the
-	// kubeconfig for the requested usages.
-	ProblemChain Problem = "a certificate that does not chain to the cluster CA"
+	// ProblemChain: it does not chain, for the requested usages, to the
+	// CA the caller asked for (tlsboot's --client-ca-file or
+	// --serving-ca-file).
+	ProblemChain Problem = "a certificate that does not chain to the required CA"
 )
 
 // CertificateError reports an issued certificate that must not be stored or
@@ -172,6 +173,89 @@ func (e *CertificateError) Error() string {
 	}
 	return fmt.Sprintf("certificate signing request %s: the signer returned %s, not stored: check the signer, then delete the CSR with 'kubectl delete csr %s' and run again",
 		e.CSR, what, e.CSR)
+}
+
+// IdentityError reports an issued client certificate that the API server
+// does not accept as the identity it was requested for, so it must not be
+// stored: the API server answered 401 to a request authenticated with it
+// (Unauthorized: it does not trust the signer's CA for client
+// certificates), or authenticated it as another user (User), or without
+// the group (Groups). The certificate may pass every check of Check: only
+// the API server knows which CAs it trusts for client certificates, and
+// clusters often keep that CA apart from the one that serves the API.
+//
+// User and Groups are what the API server said, bounded before they are
+// kept (at most 8 groups of at most 253 bytes each). Retrying the same CSR
+// returns the same certificate: the way out is to make the signer of
+// kubernetes.io/kube-apiserver-client-kubelet use a CA in the API server's
+// --client-ca-file, then ask again with a new key, under a new CSR.
+type IdentityError struct {
+	CSR          string   // the CSR that issued the certificate; empty if not known
+	Server       string   // the API server's URL; empty if unknown
+	Want         string   // the user the certificate was requested for, e.g. system:node:<name>
+	WantGroup    string   // the group it must be in, e.g. system:nodes
+	Unauthorized bool     // the API server answered 401
+	User         string   // the user the API server authenticated it as (not Unauthorized)
+	Groups       []string // the groups it put that user in (not Unauthorized)
+}
+
+// Bounds of the user and groups that NewIdentityError keeps.
+const (
+	maxIdentityGroups = 8
+	maxIdentityName   = 253
+)
+
+// NewIdentityError returns an *IdentityError for an issued certificate
+// that the API server authenticated as user in groups instead of want in
+// wantGroup, bounding user and groups (they come from the server, which may
+// be echoing what a signer wrote into the certificate).
+func NewIdentityError(csrName, server, want, wantGroup, user string, groups []string) *IdentityError {
+	e := &IdentityError{CSR: csrName, Server: server, Want: want, WantGroup: wantGroup, User: bound(user, maxIdentityName)}
+	for i, g := range groups {
+		if i == maxIdentityGroups {
+			e.Groups = append(e.Groups, fmt.Sprintf("(%d more)", len(groups)-i))
+			break
+		}
+		e.Groups = append(e.Groups, bound(g, maxIdentityName))
+	}
+	return e
+}
+
+func (e *IdentityError) Error() string {
+	var b strings.Builder
+	if e.CSR != "" {
+		fmt.Fprintf(&b, "certificate signing request %s: ", e.CSR)
+	}
+	server := "the API server"
+	if e.Server != "" {
+		server += " at " + e.Server
+	}
+	want := e.Want
+	if e.WantGroup != "" {
+		want += " in " + e.WantGroup
+	}
+	if e.Unauthorized {
+		fmt.Fprintf(&b, "%s rejected the issued certificate (401 Unauthorized: it does not trust the signer's CA for client certificates)", server)
+	} else {
+		groups := "no group"
+		if len(e.Groups) > 0 {
+			groups = "groups " + strings.Join(e.Groups, ", ")
+		}
+		fmt.Fprintf(&b, "%s authenticates the issued certificate as %q (%s), not as %s", server, oneLine(e.User), oneLine(groups), want)
+	}
+	if e.CSR == "" {
+		return b.String()
+	}
+	b.WriteString(", not stored: make the kubelet client signer (kubernetes.io/kube-apiserver-client-kubelet) use a CA in the API server's --client-ca-file, then run again (a new key and CSR are used)")
+	return b.String()
+}
+
+// bound cuts s to at most n bytes, marking the cut.
+func bound(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // Kinds of *ServerError: how a request to the API server failed. Match

@@ -70,13 +70,29 @@ type Options struct {
 	ReuseKey bool
 	// Template returns the request for a key (required).
 	Template func(pub crypto.PublicKey) csr.Request
-	// Roots, if set, returns the cluster CA that an issued certificate
-	// must chain to (nil: no such check), read at every renewal. An
-	// issued certificate that does not match the request, is a CA, has
-	// other extended key usages than Template asks for, or does not
-	// chain to Roots is never stored: the attempt fails with a
-	// *csr.CertificateError naming the CSR (FailTemplate).
+	// Roots, if set, returns the CAs that an issued certificate must
+	// chain to (nil: no such check), read at every renewal: an opt-in
+	// check for operators who know their signer's CA (tlsboot's
+	// --client-ca-file, --serving-ca-file). An issued certificate that
+	// does not match the request, is a CA, has other extended key usages
+	// than Template asks for, or does not chain to Roots is never stored:
+	// the attempt fails with a *csr.CertificateError naming the CSR
+	// (FailTemplate), and the pending key is dropped.
 	Roots func() (*x509.CertPool, error)
+	// Confirm, if set, asks the API server whether it accepts an issued
+	// certificate, certPEM with its key keyPEM, issued by the CSR csrName:
+	// it runs after the offline checks (Template, Roots) and before the
+	// certificate is stored. A manager of a client certificate should set
+	// it (identity.ConfirmNode for a node's): only the API server knows
+	// which CAs it trusts for client certificates. An error fails the
+	// attempt and nothing is stored. A *csr.IdentityError (the server
+	// rejects the certificate, or authenticates it as someone else) also
+	// drops the pending key, so that the next attempt asks with a new key
+	// under a new CSR (FailIdentity); any other error (an unreachable
+	// server) keeps it, so that the next attempt re-attaches to the issued
+	// CSR and confirms again. It is called on the Manager's goroutine and
+	// must return when ctx ends.
+	Confirm func(ctx context.Context, csrName string, certPEM, keyPEM []byte) error
 	// Client returns a client that authenticates with the node's current
 	// client certificate (required). Its errors count as FailOther.
 	Client func(ctx context.Context) (kubernetes.Interface, error)

@@ -297,6 +297,8 @@ func TestClassify(t *testing.T) {
 		{"recovery timed out", recovering(timeout), FailTimeout},
 		{"template mismatch", unusable, FailTemplate},
 		{"recovery issued an unusable certificate", recovering(unusable), FailTemplate},
+		{"identity rejected", &csr.IdentityError{CSR: "x", Unauthorized: true}, FailIdentity},
+		{"recovery identity rejected", recovering(&csr.IdentityError{CSR: "x", User: "system:node:b"}), FailIdentity},
 		{"recovery denied", recovering(&csr.OutcomeError{Name: "x", Kind: csr.ErrDenied}), FailDenied},
 		{"recovery unreachable", recovering(server(csr.ErrUnreachable)), FailUnreachable},
 		{"no credentials", fmt.Errorf("x: %w", ErrNoCredentials), FailNoCredentials},

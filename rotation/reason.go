@@ -48,6 +48,7 @@ const (
 	FailConflict      Failure = "conflict"                 // a CSR of our name asks for something else
 	FailTimeout       Failure = "timeout"                  // not issued within WaitTimeout
 	FailTemplate      Failure = "template_mismatch"        // the issued certificate is not what was asked, or unsafe
+	FailIdentity      Failure = "identity_rejected"        // the API server rejects the issued certificate, or takes it for someone else
 	FailNoCredentials Failure = "no_bootstrap_credentials" // recovery needed, none available
 	FailStore         Failure = "store"                    // reading or writing the certificate store failed
 	FailOther         Failure = "other"                    // anything else (a request the server found invalid, a bad kubeconfig)
@@ -71,6 +72,7 @@ func classify(err error) Failure {
 	var (
 		outcome  *csr.OutcomeError
 		cert     *csr.CertificateError
+		identity *csr.IdentityError
 		conflict *csr.ConflictError
 		server   *csr.ServerError
 		timeout  *csr.TimeoutError
@@ -83,6 +85,8 @@ func classify(err error) Failure {
 		return FailStore
 	case errors.As(err, &cert):
 		return FailTemplate
+	case errors.As(err, &identity):
+		return FailIdentity
 	case errors.As(err, &conflict):
 		return FailConflict
 	case errors.As(err, &outcome):

@@ -91,7 +91,7 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 	var roots *x509.CertPool
 	if m.opts.Roots != nil {
 		if roots, err = m.opts.Roots(); err != nil {
-			return fmt.Errorf("reading the cluster CA to check issued certificates against: %w", err)
+			return fmt.Errorf("reading the CA that issued certificates must chain to: %w", err)
 		}
 	}
 	key, keyPEM, err := m.key(ctx)
@@ -105,7 +105,7 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 			return err
 		}
 	}
-	certPEM, issuance, err := m.obtain(ctx, client, name, req, key, roots, m.waitLimit())
+	certPEM, issuance, err := m.obtain(ctx, client, name, req, key, keyPEM, roots, m.waitLimit())
 	if err != nil {
 		return err
 	}
@@ -120,9 +120,10 @@ func (m *Manager) request(ctx context.Context, reason Reason) error {
 	return nil
 }
 
-// obtain submits the CSR, waits for its certificate and checks it against
-// the request. It returns the time from submission to issuance.
-func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer, roots *x509.CertPool, limit time.Duration) ([]byte, time.Duration, error) {
+// obtain submits the CSR, waits for its certificate, checks it against
+// the request and has Confirm confirm it. It returns the time from
+// submission to issuance.
+func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name string, req csr.Request, key crypto.Signer, keyPEM []byte, roots *x509.CertPool, limit time.Duration) ([]byte, time.Duration, error) {
 	logger := klog.FromContext(ctx)
 	submitted := m.opts.Clock.Now()
 	obj, created, err := csrwait.Submit(ctx, client, name, req, key)
@@ -149,6 +150,18 @@ func (m *Manager) obtain(ctx context.Context, client kubernetes.Interface, name 
 		// same certificate again: a new key gives a new CSR name.
 		m.dropPendingKey(ctx)
 		return nil, 0, err
+	}
+	if m.opts.Confirm != nil {
+		if err := m.opts.Confirm(ctx, obj.Name, certPEM, keyPEM); err != nil {
+			// A rejected certificate is final for this CSR, as above; a
+			// server that did not answer is asked again with the same
+			// key, which re-attaches to this CSR.
+			var id *csr.IdentityError
+			if errors.As(err, &id) {
+				m.dropPendingKey(ctx)
+			}
+			return nil, 0, err
+		}
 	}
 	return certPEM, issuance, nil
 }

@@ -17,8 +17,8 @@ import (
 
 // bootstrapFlags are the flags of bootstrap, shared with run.
 type bootstrapFlags struct {
-	kubeconfig, bootstrapKubeconfig, certDir, nodeName, certPrefix, keyType string
-	waitTimeout, serverWait, expiration                                     time.Duration
+	kubeconfig, bootstrapKubeconfig, certDir, nodeName, certPrefix, keyType, clientCAFile string
+	waitTimeout, serverWait, expiration                                                   time.Duration
 }
 
 func (f *bootstrapFlags) register(cmd *cobra.Command) {
@@ -31,6 +31,7 @@ func (f *bootstrapFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.keyType, "key-type", string(csr.DefaultKeyType), "type of a new private key: "+joinKeyTypes())
 	fs.DurationVar(&f.waitTimeout, "wait-timeout", bootstrap.DefaultWaitTimeout, "how long to wait for the certificate to be issued")
 	fs.DurationVar(&f.serverWait, "server-wait", bootstrap.DefaultServerWait, "how long to wait for the API server to answer before trying anyway")
+	fs.StringVar(&f.clientCAFile, "client-ca-file", "", "PEM file of the CA(s) of the kubelet client signer, which issued client certificates must also chain to (default: no chain check; the API server must always accept the certificate as system:node:<name> before it is stored)")
 	fs.DurationVar(&f.expiration, "expiration", 0, fmt.Sprintf("requested certificate lifetime (spec.expirationSeconds, at least %v; default: the signer's)", csr.MinExpiration))
 }
 
@@ -82,6 +83,7 @@ func (f *bootstrapFlags) options() (bootstrap.Options, error) {
 		WaitTimeout:             f.waitTimeout,
 		ServerWait:              f.serverWait,
 		Expiration:              f.expiration,
+		ClientCAFile:            f.clientCAFile,
 	}
 	if err := opts.Validate(); err != nil {
 		return bootstrap.Options{}, invalidOptions(err)
@@ -93,8 +95,12 @@ func (f *bootstrapFlags) options() (bootstrap.Options, error) {
 // error, naming the flag when the error's type says which one it is.
 func invalidOptions(err error) error {
 	var exp *csr.ExpirationError
-	if errors.As(err, &exp) {
+	var roots *csr.RootsError
+	switch {
+	case errors.As(err, &exp):
 		return usageError{fmt.Errorf("--expiration: %w", exp)}
+	case errors.As(err, &roots):
+		return usageError{fmt.Errorf("--client-ca-file: %w: pass a PEM file of the CA that signs kubelet client certificates", roots.Err)}
 	}
 	return usageError{err}
 }

@@ -33,7 +33,7 @@ func (f *runFlags) register(cmd *cobra.Command) {
 	fs.BoolVar(&f.servingCert, "serving-cert", false, "also request and rotate the kubelet serving certificate (signer kubernetes.io/kubelet-serving, prefix "+agent.ServingPrefix+")")
 	fs.StringArrayVar(&f.nodeIPs, "node-ip", nil, "IP address for the serving certificate's SANs (repeatable; needs --serving-cert)")
 	fs.StringVar(&f.hostnameOverride, "hostname-override", "", "DNS name for the serving certificate's SANs (default: the host name, lower-cased; needs --serving-cert)")
-	fs.StringVar(&f.servingCAFile, "serving-ca-file", "", "PEM file of the CA(s) that serving certificates must chain to, for a kubelet-serving signer that does not use the cluster CA (default: the --kubeconfig cluster's CA; needs --serving-cert)")
+	fs.StringVar(&f.servingCAFile, "serving-ca-file", "", "PEM file of the CA(s) of the kubelet-serving signer, which serving certificates must chain to (default: no chain check, only the checks of the request, as the kubelet does; needs --serving-cert)")
 	fs.StringVar(&f.onRotate, "on-rotate", "", "shell command run after each rotation, with TLSBOOT_CERT_PATH, TLSBOOT_CERT_NAME (client|serving) and TLSBOOT_ROTATION_REASON set")
 	fs.StringVar(&f.metricsAddress, "metrics-bind-address", agent.DefaultMetricsAddress, "address of /metrics, /healthz and /readyz; 0 disables")
 }

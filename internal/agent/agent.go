@@ -46,10 +46,12 @@ type Options struct {
 	Hostname string
 	NodeIPs  []net.IP
 	// ServingCAFile, if set, is a PEM file of the CA certificates that an
-	// issued serving certificate must chain to, instead of the node
-	// kubeconfig's cluster CA: for clusters whose kubernetes.io/kubelet-
-	// serving signer uses another CA. Validate reads it once; the agent
-	// reads it again at every renewal. Only with Serving.
+	// issued serving certificate must chain to: the CA of the cluster's
+	// kubernetes.io/kubelet-serving signer. Without it a serving
+	// certificate gets the offline checks of its request only (key,
+	// names, usages, not a CA, validity), as the kubelet's does: the API
+	// server cannot vouch for it. Validate reads it once; the agent reads
+	// it again at every renewal. Only with Serving.
 	ServingCAFile string
 	// OnRotate is a shell command run after each rotation; "" for none.
 	OnRotate string

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/identity"
 	"github.com/tlsboot/tlsboot/internal/atomicfile"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 	"github.com/tlsboot/tlsboot/rotation"
@@ -39,7 +40,8 @@ func (a *agent) clientOptions(hooks rotation.Hooks) rotation.Options {
 			return r
 		},
 		Client:         a.nodeClient,
-		Roots:          a.clusterRoots,
+		Roots:          a.clientRoots,
+		Confirm:        a.confirm,
 		Recover:        a.recover,
 		Verify:         a.verify,
 		Usable:         a.kubeconfigUsesStore,
@@ -54,8 +56,9 @@ func (a *agent) clientOptions(hooks rotation.Hooks) rotation.Options {
 // servingOptions configures the serving certificate's manager: signer
 // kubernetes.io/kubelet-serving, SANs from the host name and node IPs, in
 // the same directory with the kubelet's prefix kubelet-server. Issued
-// certificates go through the same checks as the client certificate's,
-// chaining to servingRoots.
+// certificates go through the same offline checks as the client
+// certificate's, and chain to ServingCAFile when it is set. The API server
+// cannot vouch for a serving certificate, so nothing is confirmed with it.
 func (a *agent) servingOptions(hooks rotation.Hooks) (rotation.Options, error) {
 	b := a.opts.Bootstrap
 	store, err := openStore(b.CertDir, ServingPrefix)
@@ -126,26 +129,38 @@ func (a *agent) nodeConfig() (*rest.Config, error) {
 	return cfg, nil
 }
 
-// clusterRoots returns the CA of the node kubeconfig's cluster, which a
-// renewed client certificate must chain to (nil when it names none).
-func (a *agent) clusterRoots() (*x509.CertPool, error) {
-	cfg, err := kubeconfig.Load(a.opts.Bootstrap.KubeconfigPath)
-	if err != nil {
-		return nil, err
+// clientRoots returns the CAs of Bootstrap.ClientCAFile, which a renewed
+// client certificate must chain to, or nil (no such check) when it is not
+// set: the CA that verifies the API server (the node kubeconfig's) is
+// often not the one that signs client certificates, and confirm asks the
+// API server itself. The file is read at every renewal, so a replaced CA
+// file is used from the next one on.
+func (a *agent) clientRoots() (*x509.CertPool, error) {
+	if a.opts.Bootstrap.ClientCAFile == "" {
+		return nil, nil
 	}
-	return kubeconfig.CAPool(cfg)
+	return csr.LoadRoots(a.opts.Bootstrap.ClientCAFile)
 }
 
-// servingRoots returns the CAs a renewed serving certificate must chain
-// to: those of ServingCAFile when it is set, else the node kubeconfig's
-// cluster CA, as for the client certificate (nil when it names none). Both
-// are read at every renewal, so a replaced CA file is used from the next
-// one on.
+// servingRoots returns the CAs of ServingCAFile, which a renewed serving
+// certificate must chain to, or nil (only the offline checks of the
+// request, as the kubelet does) when it is not set. It is read at every
+// renewal.
 func (a *agent) servingRoots() (*x509.CertPool, error) {
-	if a.opts.ServingCAFile != "" {
-		return readCAFile(a.opts.ServingCAFile)
+	if a.opts.ServingCAFile == "" {
+		return nil, nil
 	}
-	return a.clusterRoots()
+	return readCAFile(a.opts.ServingCAFile)
+}
+
+// confirm asks the API server of the node kubeconfig's cluster whether it
+// takes an issued client certificate for the node (identity.ConfirmNode).
+func (a *agent) confirm(ctx context.Context, csrName string, certPEM, keyPEM []byte) error {
+	cfg, err := kubeconfig.Load(a.opts.Bootstrap.KubeconfigPath)
+	if err != nil {
+		return err
+	}
+	return identity.ConfirmNode(ctx, cfg, csrName, a.opts.Bootstrap.NodeName, certPEM, keyPEM)
 }
 
 // ServingCAError reports a serving CA file (Options.ServingCAFile) that
@@ -158,18 +173,15 @@ type ServingCAError struct {
 func (e *ServingCAError) Error() string { return "serving CA file: " + e.Err.Error() }
 func (e *ServingCAError) Unwrap() error { return e.Err }
 
-// readCAFile reads the PEM certificates of file (with the size limit of
-// atomicfile.ReadFile) into a pool; errors are *ServingCAError.
+// readCAFile reads the PEM certificates of file (csr.LoadRoots) into a
+// pool; errors are *ServingCAError.
 func readCAFile(file string) (*x509.CertPool, error) {
-	data, err := atomicfile.ReadFile(file)
-	if err != nil {
-		return nil, &ServingCAError{File: file, Err: err}
+	pool, err := csr.LoadRoots(file)
+	var re *csr.RootsError
+	if errors.As(err, &re) {
+		return nil, &ServingCAError{File: file, Err: re.Err}
 	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(data) {
-		return nil, &ServingCAError{File: file, Err: fmt.Errorf("%s holds no PEM certificate", file)}
-	}
-	return pool, nil
+	return pool, err
 }
 
 // verify asks the API server who the current certificate is; a 401 means

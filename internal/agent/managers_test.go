@@ -25,9 +25,11 @@ import (
 	"github.com/tlsboot/tlsboot/rotation"
 )
 
-// TestServingCertificateChain: an issued serving certificate is stored only
-// if it chains to the node kubeconfig's CA, or, with ServingCAFile, to the
-// CA in that file instead. A refused one fails the attempt as a template
+// TestServingCertificateChain: without ServingCAFile an issued serving
+// certificate gets the checks of its request only, whatever CA signed it
+// (the node kubeconfig's or another: kubelet-serving signers often have a
+// CA of their own); with ServingCAFile it is stored only if it chains to
+// the CA in that file. A refused one fails the attempt as a template
 // mismatch (csr.ProblemChain) and leaves the store empty.
 func TestServingCertificateChain(t *testing.T) {
 	clusterCA, servingCA := testpki.NewCA(t), testpki.NewCA(t)
@@ -38,7 +40,7 @@ func TestServingCertificateChain(t *testing.T) {
 		stored bool
 	}{
 		{"cluster CA", clusterCA, false, true},
-		{"foreign CA", servingCA, false, false},
+		{"another CA", servingCA, false, true},
 		{"serving CA file", servingCA, true, true},
 		{"cluster CA with serving CA file", clusterCA, true, false},
 	} {

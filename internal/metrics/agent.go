@@ -37,7 +37,7 @@ func NewAgent(reg prometheus.Registerer) *Agent {
 		}, []string{"certificate", "reason"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tlsboot_certificate_rotation_failures_total",
-			Help: "Failed attempts to obtain a certificate, by certificate and reason (unreachable, unauthorized, forbidden, denied, failed, deleted, conflict, timeout, template_mismatch, no_bootstrap_credentials, store, other).",
+			Help: "Failed attempts to obtain a certificate, by certificate and reason (unreachable, unauthorized, forbidden, denied, failed, deleted, conflict, timeout, template_mismatch, identity_rejected, no_bootstrap_credentials, store, other).",
 		}, []string{"certificate", "reason"}),
 		mismatches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tlsboot_certificate_template_mismatches_total",

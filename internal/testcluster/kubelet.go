@@ -263,7 +263,7 @@ evictionHard: {}
 localStorageCapacityIsolation: false
 makeIPTablesUtilChains: false
 protectKernelDefaults: true
-`, k.port, healthzPort, k.criSocket(), filepath.Join(k.dir, "pods"), k.c.CAFile(), k.opts.ServerTLSBootstrap, k.opts.RotateCertificates)
+`, k.port, healthzPort, k.criSocket(), filepath.Join(k.dir, "pods"), k.c.ClientCAFile(), k.opts.ServerTLSBootstrap, k.opts.RotateCertificates)
 	return os.WriteFile(filepath.Join(k.dir, "config.yaml"), []byte(cfg), 0o600)
 }
 

@@ -25,44 +25,62 @@ import (
 const DefaultTokenGroup = "system:bootstrappers:kubeadm:default-node-token"
 
 // waitHTTP polls url until it answers 200, the process exits or ctx ends.
-// Polling is the only way to learn when a freshly started process listens.
-func (c *Cluster) waitHTTP(ctx context.Context, p *process, url string, withAdminCert bool) error {
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	tlsConfig := &tls.Config{InsecureSkipVerify: true} // kcm serves a self-signed cert
-	if withAdminCert {
-		pool := x509.NewCertPool()
-		pool.AddCert(c.pki.caCert)
-		cert, err := tls.LoadX509KeyPair(c.pki.adminCert, c.pki.adminKey)
+// tlsConfig is used for https URLs.
+func (c *Cluster) waitHTTP(ctx context.Context, p *process, url string, tlsConfig *tls.Config) error {
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig}}
+	defer client.CloseIdleConnections()
+	return await(ctx, p, "at "+url, func() error {
+		resp, err := client.Get(url)
 		if err != nil {
 			return err
 		}
-		tlsConfig = &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}
-	}
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig}}
-	defer client.CloseIdleConnections()
-	var last string
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", resp.Status, body)
+		}
+		return nil
+	})
+}
+
+// await calls try until it returns nil, p exits or ctx ends, for at most
+// 90 seconds. Polling is the only way to learn when a freshly started
+// process listens, or has written a file. what completes "<p> not ready".
+func await(ctx context.Context, p *process, what string, try func() error) error {
+	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
 	for {
 		if done, state := p.exited(); done {
 			return fmt.Errorf("%s exited during start-up (%s)", p.name, state)
 		}
-		resp, err := client.Get(url)
+		err := try()
 		if err == nil {
-			body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = fmt.Sprintf("%s: %s", resp.Status, body)
-		} else {
-			last = err.Error()
+			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s: %s", p.name, url, last)
+			return fmt.Errorf("%s not ready %s: %w", p.name, what, err)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// adminTLSConfig authenticates as the admin and trusts the CA that
+// verifies the API server, which must exist.
+func (c *Cluster) adminTLSConfig() (*tls.Config, error) {
+	caPEM, err := os.ReadFile(c.pki.serverCAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, fmt.Errorf("no certificate in %s", c.pki.serverCAFile)
+	}
+	cert, err := tls.LoadX509KeyPair(c.pki.adminCert, c.pki.adminKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}, nil
 }
 
 type credentials struct {
@@ -74,7 +92,7 @@ func (c *Cluster) writeKubeconfig(path string, cred credentials) error {
 	cfg := clientcmdapi.Config{
 		Clusters: map[string]*clientcmdapi.Cluster{"testcluster": {
 			Server:               c.URL(),
-			CertificateAuthority: c.pki.caFile,
+			CertificateAuthority: c.pki.serverCAFile,
 		}},
 		AuthInfos: map[string]*clientcmdapi.AuthInfo{"user": {
 			ClientCertificate: cred.certFile,
@@ -169,8 +187,8 @@ func (c *Cluster) CreateToken(ctx context.Context, opts TokenOptions) (string, e
 }
 
 // WriteBootstrapKubeconfig writes a kubeconfig that authenticates with
-// token and trusts the cluster CA by file, like kubeadm's
-// bootstrap-kubelet.conf (which embeds it instead).
+// token and trusts CAFile by file, like kubeadm's bootstrap-kubelet.conf
+// (which embeds it instead).
 func (c *Cluster) WriteBootstrapKubeconfig(path, token string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err

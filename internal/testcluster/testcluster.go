@@ -10,10 +10,12 @@ package testcluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +57,8 @@ type Options struct {
 	// the components' command lines.
 	ExtraAPIServerArgs         []string
 	ExtraControllerManagerArgs []string
+	// Layout says which CAs the cluster uses. Default LayoutSingle.
+	Layout Layout
 }
 
 // Cluster is a running control plane. Its methods are safe for concurrent
@@ -70,7 +74,7 @@ type Cluster struct {
 
 	// Token is the bootstrap token created at start: "<id>.<secret>".
 	Token string
-	// BootstrapKubeconfig authenticates with Token and trusts the CA file.
+	// BootstrapKubeconfig authenticates with Token and trusts CAFile.
 	BootstrapKubeconfig string
 	// AdminKubeconfig authenticates as a member of system:masters.
 	AdminKubeconfig string
@@ -84,6 +88,12 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	}
 	if opts.Controllers == nil {
 		opts.Controllers = DefaultControllers
+	}
+	if opts.Layout == "" {
+		opts.Layout = LayoutSingle
+	}
+	if err := opts.Layout.validate(); err != nil {
+		return nil, err
 	}
 	bin, err := binDir(opts.BinDir)
 	if err != nil {
@@ -103,7 +113,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			c.Stop()
 		}
 	}()
-	if c.pki, err = newPKI(c.dir); err != nil {
+	if c.pki, err = newPKI(c.dir, opts.Layout); err != nil {
 		return nil, fmt.Errorf("generating cluster PKI: %w", err)
 	}
 	ports, err := freePorts(5)
@@ -115,13 +125,15 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	c.apiserver = c.newAPIServer(ports[0])
 	c.kcm = c.newControllerManager()
 	c.AdminKubeconfig = filepath.Join(c.dir, "admin.kubeconfig")
+	// It names CAFile, which in LayoutSelfSignedServing exists only once
+	// the API server has started; nothing reads it before.
 	if err := c.writeKubeconfig(c.AdminKubeconfig, credentials{certFile: c.pki.adminCert, keyFile: c.pki.adminKey}); err != nil {
 		return nil, err
 	}
 	if err := c.etcd.start(); err != nil {
 		return nil, err
 	}
-	if err := c.waitHTTP(ctx, c.etcd, fmt.Sprintf("http://127.0.0.1:%d/health", ports[0]), false); err != nil {
+	if err := c.waitHTTP(ctx, c.etcd, fmt.Sprintf("http://127.0.0.1:%d/health", ports[0]), nil); err != nil {
 		return nil, err
 	}
 	if err := c.StartAPIServer(ctx); err != nil {
@@ -202,7 +214,7 @@ func (c *Cluster) newEtcd(clientPort, peerPort int) *process {
 }
 
 func (c *Cluster) newAPIServer(etcdPort int) *process {
-	args := []string{
+	args := slices.Concat([]string{
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", etcdPort),
 		"--bind-address=127.0.0.1",
 		"--advertise-address=127.0.0.1",
@@ -210,10 +222,9 @@ func (c *Cluster) newAPIServer(etcdPort int) *process {
 		// nothing here needs them.
 		"--endpoint-reconciler-type=none",
 		"--secure-port=" + strconv.Itoa(c.apiPort),
-		"--cert-dir=" + filepath.Join(c.dir, "apiserver-certs"),
-		"--tls-cert-file=" + c.pki.servingCert,
-		"--tls-private-key-file=" + c.pki.servingKey,
-		"--client-ca-file=" + c.pki.caFile,
+		"--cert-dir=" + c.apiServerCertDir(),
+	}, c.servingArgs(), []string{
+		"--client-ca-file=" + c.pki.client.certFile,
 		"--service-account-key-file=" + c.pki.saPublicKey,
 		"--service-account-signing-key-file=" + c.pki.saPrivateKey,
 		"--service-account-issuer=https://kubernetes.default.svc",
@@ -223,7 +234,7 @@ func (c *Cluster) newAPIServer(etcdPort int) *process {
 		"--enable-admission-plugins=NodeRestriction",
 		"--profiling=false",
 		"--v=1",
-	}
+	})
 	return &process{
 		name:    "kube-apiserver",
 		path:    filepath.Join(c.opts.BinDir, "kube-apiserver"),
@@ -233,7 +244,7 @@ func (c *Cluster) newAPIServer(etcdPort int) *process {
 }
 
 func (c *Cluster) newControllerManager() *process {
-	args := []string{
+	args := slices.Concat([]string{
 		"--kubeconfig=" + c.AdminKubeconfigPath(),
 		"--authentication-kubeconfig=" + c.AdminKubeconfigPath(),
 		"--authorization-kubeconfig=" + c.AdminKubeconfigPath(),
@@ -241,15 +252,14 @@ func (c *Cluster) newControllerManager() *process {
 		"--secure-port=" + strconv.Itoa(c.kcmPort),
 		"--cert-dir=" + filepath.Join(c.dir, "kcm-certs"),
 		"--controllers=" + strings.Join(c.opts.Controllers, ","),
-		"--cluster-signing-cert-file=" + c.pki.caFile,
-		"--cluster-signing-key-file=" + c.pki.caKeyFile,
+	}, c.signingArgs(), []string{
 		"--cluster-signing-duration=" + c.opts.SigningDuration.String(),
-		"--root-ca-file=" + c.pki.caFile,
+		"--root-ca-file=" + c.pki.serverCAFile,
 		"--leader-elect=false",
 		"--use-service-account-credentials=false",
 		"--profiling=false",
 		"--v=2",
-	}
+	})
 	return &process{
 		name:    "kube-controller-manager",
 		path:    filepath.Join(c.opts.BinDir, "kube-controller-manager"),
@@ -257,6 +267,47 @@ func (c *Cluster) newControllerManager() *process {
 		logFile: filepath.Join(c.dir, "kube-controller-manager.log"),
 	}
 }
+
+// signingArgs are kube-controller-manager's signer flags. One CA signing
+// for every signer takes --cluster-signing-cert-file; otherwise each
+// signer gets its own flags, which kube-controller-manager refuses to mix
+// with --cluster-signing-cert-file.
+func (c *Cluster) signingArgs() []string {
+	client, serving := c.pki.client, c.pki.kubeletServing
+	if client == serving {
+		return []string{
+			"--cluster-signing-cert-file=" + client.certFile,
+			"--cluster-signing-key-file=" + client.keyFile,
+		}
+	}
+	var args []string
+	for _, s := range []struct {
+		signer string
+		ca     *authority
+	}{
+		{"kubelet-serving", serving},
+		{"kubelet-client", client},
+		{"kube-apiserver-client", client},
+		{"legacy-unknown", client},
+	} {
+		args = append(args,
+			"--cluster-signing-"+s.signer+"-cert-file="+s.ca.certFile,
+			"--cluster-signing-"+s.signer+"-key-file="+s.ca.keyFile)
+	}
+	return args
+}
+
+// servingArgs are kube-apiserver's serving certificate flags: none in
+// LayoutSelfSignedServing, where it generates a certificate in --cert-dir.
+func (c *Cluster) servingArgs() []string {
+	if c.pki.servingCert == "" {
+		return nil
+	}
+	return []string{"--tls-cert-file=" + c.pki.servingCert, "--tls-private-key-file=" + c.pki.servingKey}
+}
+
+// apiServerCertDir is kube-apiserver's --cert-dir.
+func (c *Cluster) apiServerCertDir() string { return filepath.Join(c.dir, "apiserver-certs") }
 
 // AdminKubeconfigPath is where the admin kubeconfig is (or will be) written.
 func (c *Cluster) AdminKubeconfigPath() string { return filepath.Join(c.dir, "admin.kubeconfig") }
@@ -271,12 +322,37 @@ func (c *Cluster) Dir() string { return c.dir }
 // URL is the API server's address.
 func (c *Cluster) URL() string { return fmt.Sprintf("https://127.0.0.1:%d", c.apiPort) }
 
-// CAFile is the cluster CA certificate, which also signs issued CSRs.
-func (c *Cluster) CAFile() string { return c.pki.caFile }
+// Layout is the cluster's CA layout.
+func (c *Cluster) Layout() Layout { return c.opts.Layout }
 
-// CAKeyFile is the cluster CA key, for tests that issue certificates
-// themselves (for example one signed for a foreign key).
-func (c *Cluster) CAKeyFile() string { return c.pki.caKeyFile }
+// CAFile is the CA bundle that verifies the API server's serving
+// certificate: what the admin and bootstrap kubeconfigs name as
+// certificate-authority, and what a node is given to trust the API server.
+// It is the cluster CA in LayoutSingle, the server CA in LayoutSplit, and
+// in LayoutSelfSignedServing a copy of the CA kube-apiserver generated.
+// It does not sign client certificates in LayoutSplit or
+// LayoutSelfSignedServing. The file exists once Start has returned.
+func (c *Cluster) CAFile() string { return c.pki.serverCAFile }
+
+// ClientCAFile is the CA that authenticates client certificates
+// (kube-apiserver's --client-ca-file) and signs node client certificates
+// (kubernetes.io/kube-apiserver-client-kubelet), as well as
+// kubernetes.io/kube-apiserver-client and kubernetes.io/legacy-unknown:
+// the cluster CA in LayoutSingle and LayoutSelfSignedServing (the same
+// file as CAFile in LayoutSingle), the client CA in LayoutSplit.
+func (c *Cluster) ClientCAFile() string { return c.pki.client.certFile }
+
+// ClientCAKeyFile is ClientCAFile's key, for tests that issue client
+// certificates themselves (for example one signed for a foreign key).
+func (c *Cluster) ClientCAKeyFile() string { return c.pki.client.keyFile }
+
+// KubeletServingCAFile is the CA of the kubernetes.io/kubelet-serving
+// signer: the cluster CA in LayoutSingle and LayoutSelfSignedServing (the
+// same file as ClientCAFile), a CA of its own in LayoutSplit.
+func (c *Cluster) KubeletServingCAFile() string { return c.pki.kubeletServing.certFile }
+
+// KubeletServingCAKeyFile is KubeletServingCAFile's key.
+func (c *Cluster) KubeletServingCAKeyFile() string { return c.pki.kubeletServing.keyFile }
 
 // SigningDuration is the lifetime the signer gives certificates.
 func (c *Cluster) SigningDuration() time.Duration { return c.opts.SigningDuration }
@@ -301,7 +377,19 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	if err := c.apiserver.start(); err != nil {
 		return err
 	}
-	return c.waitHTTP(ctx, c.apiserver, c.URL()+"/readyz", true)
+	if c.pki.server == nil {
+		// kube-apiserver keeps the certificate it generated in --cert-dir
+		// and serves it again after a restart, so CAFile stays valid.
+		file := filepath.Join(c.apiServerCertDir(), "apiserver.crt")
+		if err := await(ctx, c.apiserver, "waiting for "+file, func() error { return c.pki.copyGeneratedServerCA(file) }); err != nil {
+			return err
+		}
+	}
+	tlsConfig, err := c.adminTLSConfig()
+	if err != nil {
+		return err
+	}
+	return c.waitHTTP(ctx, c.apiserver, c.URL()+"/readyz", tlsConfig)
 }
 
 // StopAPIServer stops kube-apiserver; etcd keeps the cluster's state.
@@ -313,7 +401,8 @@ func (c *Cluster) StartControllerManager(ctx context.Context) error {
 	if err := c.kcm.start(); err != nil {
 		return err
 	}
-	return c.waitHTTP(ctx, c.kcm, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.kcmPort), false)
+	// kube-controller-manager serves a self-signed certificate.
+	return c.waitHTTP(ctx, c.kcm, fmt.Sprintf("https://127.0.0.1:%d/healthz", c.kcmPort), &tls.Config{InsecureSkipVerify: true})
 }
 
 // StopControllerManager stops kube-controller-manager: no CSR is approved

@@ -1,14 +1,17 @@
 package testcluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,6 +33,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	watchtools "k8s.io/client-go/tools/watch"
+	"k8s.io/client-go/util/retry"
 )
 
 func clientFor(t *testing.T, kubeconfig string) kubernetes.Interface {
@@ -55,29 +59,8 @@ func whoami(ctx context.Context, client kubernetes.Interface) (authenticationv1.
 
 func createNodeCSR(ctx context.Context, t *testing.T, client kubernetes.Interface, node string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
-		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
-	}, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	csr := &certificatesv1.CertificateSigningRequest{
-		ObjectMeta: metav1.ObjectMeta{GenerateName: "harness-"},
-		Spec: certificatesv1.CertificateSigningRequestSpec{
-			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-			SignerName: certificatesv1.KubeAPIServerClientKubeletSignerName,
-			Usages:     []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth},
-		},
-	}
-	created, err := client.CertificatesV1().CertificateSigningRequests().Create(ctx, csr, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatalf("creating CSR as the bootstrap token user: %v", err)
-	}
-	return created.Name
+	return createCSR(ctx, t, client, certificatesv1.KubeAPIServerClientKubeletSignerName, node,
+		[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, nil)
 }
 
 // waitIssued waits until the CSR has a certificate and returns it parsed.
@@ -159,7 +142,7 @@ func TestCluster(t *testing.T) {
 		if cert.Subject.CommonName != "system:node:harness-node" {
 			t.Errorf("issued CN = %q", cert.Subject.CommonName)
 		}
-		caPEM, err := os.ReadFile(c.CAFile())
+		caPEM, err := os.ReadFile(c.ClientCAFile())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,5 +265,202 @@ func awaitObject(ctx context.Context, t *testing.T, client kubernetes.Interface,
 	}
 	if _, err := watchtools.UntilWithSync(ctx, lw, obj, pre, func(ev watch.Event) (bool, error) { return cond(ev), nil }); err != nil {
 		t.Fatalf("waiting for %s %s/%s: %v", resource, namespace, name, err)
+	}
+}
+
+// TestLayouts proves each layout against the real server: which CA
+// verifies the API server, which signs each kind of CSR, and which does not.
+func TestLayouts(t *testing.T) {
+	for _, layout := range Layouts {
+		t.Run(string(layout), func(t *testing.T) {
+			c := StartT(t, Options{Layout: layout})
+			if c.Layout() != layout {
+				t.Fatalf("Layout() = %q, want %q", c.Layout(), layout)
+			}
+			ctx := t.Context()
+			admin := clientFor(t, c.AdminKubeconfig)
+			separate := layout != LayoutSingle // the API server's CA is not the client CA
+
+			t.Run("admin client works", func(t *testing.T) {
+				if _, err := admin.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
+					t.Fatalf("listing namespaces as admin: %v", err)
+				}
+			})
+
+			t.Run("serving certificate verifies against CAFile only", func(t *testing.T) {
+				chain := servingChain(t, c.URL())
+				if err := verify(t, chain, c.CAFile(), x509.ExtKeyUsageServerAuth); err != nil {
+					t.Errorf("API server certificate does not verify against CAFile: %v", err)
+				}
+				if err := verify(t, chain, c.ClientCAFile(), x509.ExtKeyUsageServerAuth); separate && err == nil {
+					t.Errorf("API server certificate verifies against ClientCAFile")
+				}
+			})
+
+			t.Run("node client certificate is signed by ClientCAFile", func(t *testing.T) {
+				name := createCSR(ctx, t, admin, certificatesv1.KubeAPIServerClientKubeletSignerName, "layout-client",
+					[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth}, nil)
+				approve(ctx, t, admin, name)
+				cert := []*x509.Certificate{waitIssued(ctx, t, admin, name)}
+				if err := verify(t, cert, c.ClientCAFile(), x509.ExtKeyUsageClientAuth); err != nil {
+					t.Errorf("node client certificate does not verify against ClientCAFile: %v", err)
+				}
+				if err := verify(t, cert, c.CAFile(), x509.ExtKeyUsageClientAuth); separate && err == nil {
+					t.Errorf("node client certificate verifies against CAFile")
+				}
+			})
+
+			t.Run("kubelet serving certificate is signed by KubeletServingCAFile", func(t *testing.T) {
+				name := createCSR(ctx, t, admin, certificatesv1.KubeletServingSignerName, "layout-serving",
+					[]certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth},
+					[]net.IP{net.ParseIP("192.0.2.10")})
+				approve(ctx, t, admin, name)
+				cert := []*x509.Certificate{waitIssued(ctx, t, admin, name)}
+				if err := verify(t, cert, c.KubeletServingCAFile(), x509.ExtKeyUsageServerAuth); err != nil {
+					t.Errorf("kubelet serving certificate does not verify against KubeletServingCAFile: %v", err)
+				}
+				if layout != LayoutSplit {
+					return
+				}
+				for _, other := range []string{c.ClientCAFile(), c.CAFile()} {
+					if err := verify(t, cert, other, x509.ExtKeyUsageServerAuth); err == nil {
+						t.Errorf("kubelet serving certificate verifies against %s", other)
+					}
+				}
+			})
+
+			t.Run("bootstrap kubeconfig authenticates as the token", func(t *testing.T) {
+				u, err := whoami(ctx, clientFor(t, c.BootstrapKubeconfig))
+				if err != nil {
+					t.Fatal(err)
+				}
+				id, _, _ := strings.Cut(c.Token, ".")
+				if u.Username != "system:bootstrap:"+id {
+					t.Errorf("username = %q, want system:bootstrap:%s", u.Username, id)
+				}
+			})
+
+			t.Run("CAFile still verifies the API server after a restart", func(t *testing.T) {
+				before, err := os.ReadFile(c.CAFile())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := c.StopAPIServer(); err != nil {
+					t.Fatal(err)
+				}
+				if err := c.StartAPIServer(ctx); err != nil {
+					t.Fatal(err)
+				}
+				after, err := os.ReadFile(c.CAFile())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(before, after) {
+					t.Errorf("CAFile changed across an API server restart")
+				}
+				if err := verify(t, servingChain(t, c.URL()), c.CAFile(), x509.ExtKeyUsageServerAuth); err != nil {
+					t.Errorf("API server certificate after a restart does not verify against CAFile: %v", err)
+				}
+				if _, err := admin.CoreV1().Namespaces().List(ctx, metav1.ListOptions{}); err != nil {
+					t.Errorf("listing namespaces as admin after a restart: %v", err)
+				}
+			})
+		})
+	}
+}
+
+func TestUnknownLayout(t *testing.T) {
+	_, err := Start(t.Context(), Options{Layout: "kubespray"})
+	if err == nil || !strings.Contains(err.Error(), `"kubespray"`) {
+		t.Fatalf("Start with an unknown layout: err = %v, want one naming it", err)
+	}
+}
+
+// servingChain returns the certificates the API server at url serves.
+func servingChain(t *testing.T, url string) []*x509.Certificate {
+	t.Helper()
+	// Verification is the test's, against each CA in turn.
+	conn, err := tls.Dial("tcp", strings.TrimPrefix(url, "https://"), &tls.Config{InsecureSkipVerify: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	return conn.ConnectionState().PeerCertificates
+}
+
+// verify verifies chain[0], with the rest of chain as intermediates,
+// against the CA certificates in caFile, for usage.
+func verify(t *testing.T, chain []*x509.Certificate, caFile string, usage x509.ExtKeyUsage) error {
+	t.Helper()
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(caPEM) {
+		t.Fatalf("no certificate in %s", caFile)
+	}
+	intermediates := x509.NewCertPool()
+	for _, cert := range chain[1:] {
+		intermediates.AddCert(cert)
+	}
+	_, err = chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{usage}})
+	return err
+}
+
+// createCSR creates a CSR for node's identity (CN system:node:<node>, O
+// system:nodes) with signer, usages and IP SANs.
+func createCSR(ctx context.Context, t *testing.T, client kubernetes.Interface, signer, node string, usages []certificatesv1.KeyUsage, ips []net.IP) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject:     pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}},
+		IPAddresses: ips,
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csr := &certificatesv1.CertificateSigningRequest{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "harness-"},
+		Spec: certificatesv1.CertificateSigningRequestSpec{
+			Request:    pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
+			SignerName: signer,
+			Usages:     usages,
+		},
+	}
+	created, err := client.CertificatesV1().CertificateSigningRequests().Create(ctx, csr, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating %s CSR: %v", signer, err)
+	}
+	return created.Name
+}
+
+// approve approves the CSR unless it is approved already (csrapproving
+// approves node client CSRs of requesters allowed to create them, which
+// the admin is).
+func approve(ctx context.Context, t *testing.T, client kubernetes.Interface, name string) {
+	t.Helper()
+	csrs := client.CertificatesV1().CertificateSigningRequests()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		csr, err := csrs.Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, cond := range csr.Status.Conditions {
+			if cond.Type == certificatesv1.CertificateApproved {
+				return nil
+			}
+		}
+		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+			Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "TestLayouts",
+		})
+		_, err = csrs.UpdateApproval(ctx, name, csr, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("approving CSR %s: %v", name, err)
 	}
 }

@@ -29,26 +29,6 @@ import (
 	"github.com/tlsboot/tlsboot/kubeconfig"
 )
 
-// shortCluster is a shared cluster whose signer issues 1-minute
-// certificates (backdated by 5 minutes, as kube-controller-manager does)
-// and approves node client CSRs.
-func shortCluster(t *testing.T) *testcluster.Cluster {
-	t.Helper()
-	clustersMu.Lock()
-	defer clustersMu.Unlock()
-	if c, ok := clusters["short"]; ok {
-		return c
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	c, err := testcluster.Start(ctx, testcluster.Options{SigningDuration: time.Minute})
-	if err != nil {
-		t.Fatalf("starting short-signing control plane: %v", err)
-	}
-	clusters["short"] = c // stopped by TestMain
-	return c
-}
-
 // agentProc is a running `tlsboot run`.
 type agentProc struct {
 	*proc
@@ -170,7 +150,11 @@ func forge(t *testing.T, c *testcluster.Cluster, n *node, o forgeOptions) {
 	if o.prefix == "" {
 		o.prefix = "kubelet-client"
 	}
-	ca := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile())
+	signer := certificatesv1.KubeAPIServerClientKubeletSignerName
+	if o.prefix != "kubelet-client" {
+		signer = certificatesv1.KubeletServingSignerName
+	}
+	ca := signerCA(t, c, signer)
 	if o.foreignCA {
 		ca = testpki.NewCA(t)
 	}
@@ -204,7 +188,18 @@ const (
 	otherSubject         // a certificate for another node
 )
 
-// signCSR signs CSR name with the cluster CA as a signer would, or as a
+// signerCA is the CA with which c's kube-controller-manager signs for
+// signer: the kubelet-serving CA for kubernetes.io/kubelet-serving, the
+// client CA for the others (the same CA in the single layout).
+func signerCA(t *testing.T, c *testcluster.Cluster, signer string) *testpki.CA {
+	t.Helper()
+	if signer == certificatesv1.KubeletServingSignerName {
+		return testpki.LoadCA(t, c.KubeletServingCAFile(), c.KubeletServingCAKeyFile())
+	}
+	return testpki.LoadCA(t, c.ClientCAFile(), c.ClientCAKeyFile())
+}
+
+// signCSR signs CSR name with its signer's CA as a signer would, or as a
 // broken one would (see forgery).
 func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, name string, how forgery) {
 	t.Helper()
@@ -234,7 +229,7 @@ func signCSR(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, 
 		case otherSubject:
 			spec.Subject = testpki.Node("someone-else")
 		}
-		obj.Status.Certificate = testpki.LoadCA(t, c.CAFile(), c.CAKeyFile()).Issue(t, spec).CertPEM
+		obj.Status.Certificate = signerCA(t, c, obj.Spec.SignerName).Issue(t, spec).CertPEM
 		_, err = csrs.UpdateStatus(t.Context(), obj, metav1.UpdateOptions{})
 		return err
 	})

@@ -28,7 +28,7 @@ import (
 func TestExampleAgent(t *testing.T) {
 	t.Parallel()
 	bin := buildExampleAgent(t)
-	c := shortCluster(t)
+	c := cluster(t, "short")
 	client := admin(t, c)
 	n := newNode(t, c)
 	a := &agentProc{proc: start(t, bin,

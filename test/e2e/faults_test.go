@@ -20,57 +20,61 @@ import (
 // TestExpiredKubeconfigRebootstraps: a node whose certificate expired (while
 // it was off) bootstraps again, with the key it already has.
 func TestExpiredKubeconfigRebootstraps(t *testing.T) {
-	c := cluster(t, "auto")
-	n := newNode(t, c)
-	forge(t, c, n, forgeOptions{notBefore: time.Now().Add(-2 * time.Hour), notAfter: time.Now().Add(-time.Hour)})
-	store, err := certstore.Open(certstore.Options{Dir: n.certDir, Prefix: "kubelet-client"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := store.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		c := clusterIn(t, "auto", layout)
+		n := newNode(t, c)
+		forge(t, c, n, forgeOptions{notBefore: time.Now().Add(-2 * time.Hour), notAfter: time.Now().Add(-time.Hour)})
+		store, err := certstore.Open(certstore.Options{Dir: n.certDir, Prefix: "kubelet-client"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := store.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
 
-	r := run(t, tlsbootBin, n.args()...)
-	if r.code != 0 || !strings.Contains(r.stdout, "issued") {
-		t.Fatalf("re-bootstrap: %s", r)
-	}
-	if !strings.Contains(r.stderr, "expired") {
-		t.Errorf("the log does not say why a bootstrap was needed:\n%s", r.stderr)
-	}
-	cur, err := store.Current()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !cur.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(old.Leaf.PublicKey) {
-		t.Error("new certificate is not for the key of the expired one (the kubelet reuses it)")
-	}
-	if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
-		t.Errorf("kubeconfig authenticates as %q", u.Username)
-	}
+		r := run(t, tlsbootBin, n.args()...)
+		if r.code != 0 || !strings.Contains(r.stdout, "issued") {
+			t.Fatalf("re-bootstrap: %s", r)
+		}
+		if !strings.Contains(r.stderr, "expired") {
+			t.Errorf("the log does not say why a bootstrap was needed:\n%s", r.stderr)
+		}
+		cur, err := store.Current()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !cur.Leaf.PublicKey.(*ecdsa.PublicKey).Equal(old.Leaf.PublicKey) {
+			t.Error("new certificate is not for the key of the expired one (the kubelet reuses it)")
+		}
+		if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+			t.Errorf("kubeconfig authenticates as %q", u.Username)
+		}
+	})
 }
 
 // TestAPIServerDownAtStart: the API server is down when the node starts and
 // comes up later; the run waits, retries and completes.
 func TestAPIServerDownAtStart(t *testing.T) {
-	c := testcluster.StartT(t, testcluster.Options{})
-	n := newNode(t, c)
-	if err := c.StopAPIServer(); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, tlsbootBin, n.args("--server-wait", "1s")...)
-	waitOutput(t, p, "retrying")
-	if err := c.StartAPIServer(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	r := p.wait(t)
-	if r.code != 0 {
-		t.Fatalf("run across an API server outage: %s", r)
-	}
-	if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
-		t.Errorf("kubeconfig authenticates as %q", u.Username)
-	}
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		c := testcluster.StartT(t, testcluster.Options{Layout: layout})
+		n := newNode(t, c)
+		if err := c.StopAPIServer(); err != nil {
+			t.Fatal(err)
+		}
+		p := start(t, tlsbootBin, n.args("--server-wait", "1s")...)
+		waitOutput(t, p, "retrying")
+		if err := c.StartAPIServer(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		r := p.wait(t)
+		if r.code != 0 {
+			t.Fatalf("run across an API server outage: %s", r)
+		}
+		if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+			t.Errorf("kubeconfig authenticates as %q", u.Username)
+		}
+	})
 }
 
 // TestBadInput: each failure ends with one clear line and a non-zero exit,

@@ -74,63 +74,67 @@ func csrsBySigner(t *testing.T, client kubernetes.Interface, node, signer string
 // bootstrap` wrote: it finds the kubeconfig usable, files no client CSR of
 // its own, registers its Node and heartbeats.
 func TestKubeletOnTlsbootIdentity(t *testing.T) {
-	needRoot(t)
-	c := cluster(t, "auto")
-	client := admin(t, c)
-	n := newNode(t, c)
-	if r := run(t, tlsbootBin, n.args()...); r.code != 0 {
-		t.Fatalf("tlsboot bootstrap: %s", r)
-	}
-	start := time.Now()
-	k := c.StartKubelet(t, n.name, testcluster.KubeletOptions{
-		Kubeconfig: n.kubeconfig, CertDir: n.certDir, BootstrapKubeconfig: c.BootstrapKubeconfig, RotateCertificates: true})
-	node := heartbeats(t, k, start)
-	if v := node.Status.NodeInfo.KubeletVersion; v != testcluster.Version {
-		t.Errorf("Node reports kubelet %q, want %s", v, testcluster.Version)
-	}
-	// With rotation on the kubelet takes the kubeconfig through
-	// bootstrap.LoadClientConfig, which says so at -v=2.
-	if !k.LogContains("Current kubeconfig file contents are still valid, no bootstrap necessary") {
-		t.Errorf("the kubelet did not log that the kubeconfig needs no bootstrap")
-	}
-	if got := csrsBySigner(t, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName); len(got) != 1 {
-		t.Errorf("%d client CSRs for %s, want only tlsboot's", len(got), n.name)
-	}
-	if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
-		t.Errorf("the kubeconfig authenticates as %q after the kubelet ran, want system:node:%s", u.Username, n.name)
-	}
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		needRoot(t)
+		c := clusterIn(t, "auto", layout)
+		client := admin(t, c)
+		n := newNode(t, c)
+		if r := run(t, tlsbootBin, n.args()...); r.code != 0 {
+			t.Fatalf("tlsboot bootstrap: %s", r)
+		}
+		start := time.Now()
+		k := c.StartKubelet(t, n.name, testcluster.KubeletOptions{
+			Kubeconfig: n.kubeconfig, CertDir: n.certDir, BootstrapKubeconfig: c.BootstrapKubeconfig, RotateCertificates: true})
+		node := heartbeats(t, k, start)
+		if v := node.Status.NodeInfo.KubeletVersion; v != testcluster.Version {
+			t.Errorf("Node reports kubelet %q, want %s", v, testcluster.Version)
+		}
+		// With rotation on the kubelet takes the kubeconfig through
+		// bootstrap.LoadClientConfig, which says so at -v=2.
+		if !k.LogContains("Current kubeconfig file contents are still valid, no bootstrap necessary") {
+			t.Errorf("the kubelet did not log that the kubeconfig needs no bootstrap")
+		}
+		if got := csrsBySigner(t, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName); len(got) != 1 {
+			t.Errorf("%d client CSRs for %s, want only tlsboot's", len(got), n.name)
+		}
+		if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+			t.Errorf("the kubeconfig authenticates as %q after the kubelet ran, want system:node:%s", u.Username, n.name)
+		}
+	})
 }
 
 // TestKubeletThenTlsboot: a kubelet bootstraps by itself (kube-controller-
 // manager approves); `tlsboot status` explains its files and `tlsboot
 // bootstrap` has nothing to do on them.
 func TestKubeletThenTlsboot(t *testing.T) {
-	needRoot(t)
-	c := cluster(t, "auto")
-	client := admin(t, c)
-	n := newNode(t, c)
-	start := time.Now()
-	k := c.StartKubelet(t, n.name, testcluster.KubeletOptions{
-		Kubeconfig: n.kubeconfig, CertDir: n.certDir, BootstrapKubeconfig: c.BootstrapKubeconfig, RotateCertificates: true})
-	heartbeats(t, k, start)
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		needRoot(t)
+		c := clusterIn(t, "auto", layout)
+		client := admin(t, c)
+		n := newNode(t, c)
+		start := time.Now()
+		k := c.StartKubelet(t, n.name, testcluster.KubeletOptions{
+			Kubeconfig: n.kubeconfig, CertDir: n.certDir, BootstrapKubeconfig: c.BootstrapKubeconfig, RotateCertificates: true})
+		heartbeats(t, k, start)
 
-	text, js, _ := status(t, n)
-	if text.code != 0 || len(js.Certificates) == 0 {
-		t.Fatalf("status of the kubelet's files: %s", text)
-	}
-	if cl := js.Certificates[0]; cl.State != "valid" || cl.Subject != "CN=system:node:"+n.name+",O=system:nodes" || cl.RotationBy == "" {
-		t.Errorf("client certificate: %+v\n%s", cl, text.stdout)
-	}
-	if kc := js.Kubeconfig; kc == nil || !kc.UsesStore || !kc.Usable {
-		t.Errorf("kubeconfig: %+v\n%s", js.Kubeconfig, text.stdout)
-	}
-	r := run(t, tlsbootBin, n.args()...)
-	if r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
-		t.Errorf("tlsboot bootstrap on the kubelet's identity: %s", r)
-	}
-	if got := csrsBySigner(t, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName); len(got) != 1 {
-		t.Errorf("%d client CSRs for %s, want only the kubelet's", len(got), n.name)
-	}
+		text, js, _ := status(t, n)
+		if text.code != 0 || len(js.Certificates) == 0 {
+			t.Fatalf("status of the kubelet's files: %s", text)
+		}
+		if cl := js.Certificates[0]; cl.State != "valid" || cl.Subject != "CN=system:node:"+n.name+",O=system:nodes" || cl.RotationBy == "" {
+			t.Errorf("client certificate: %+v\n%s", cl, text.stdout)
+		}
+		if kc := js.Kubeconfig; kc == nil || !kc.UsesStore || !kc.Usable {
+			t.Errorf("kubeconfig: %+v\n%s", js.Kubeconfig, text.stdout)
+		}
+		r := run(t, tlsbootBin, n.args()...)
+		if r.code != 0 || !strings.Contains(r.stdout, "nothing to do") {
+			t.Errorf("tlsboot bootstrap on the kubelet's identity: %s", r)
+		}
+		if got := csrsBySigner(t, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName); len(got) != 1 {
+			t.Errorf("%d client CSRs for %s, want only the kubelet's", len(got), n.name)
+		}
+	})
 }
 
 // kubeletApprover starts a cluster whose kube-controller-manager signs but
@@ -288,64 +292,66 @@ func TestKubeletLiveNode(t *testing.T) {
 // It waits for client-go's 5-minute re-read, idle; it runs in parallel
 // with the other parallel tests so that the wait costs little wall time.
 func TestKubeletSharesTlsbootRunIdentity(t *testing.T) {
-	needRoot(t)
-	t.Parallel()
-	c := cluster(t, "auto") // 1-hour certificates
-	client := admin(t, c)
-	n := newNode(t, c)
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		needRoot(t)
+		t.Parallel()
+		c := clusterIn(t, "auto", layout) // 1-hour certificates
+		client := admin(t, c)
+		n := newNode(t, c)
 
-	// Without bootstrap credentials, a kubelet started before the agent
-	// wrote the kubeconfig exits (systemd restarts it) instead of
-	// bootstrapping an identity of its own.
-	early := c.StartKubelet(t, n.name, testcluster.KubeletOptions{Kubeconfig: n.kubeconfig, CertDir: n.certDir, NoBootstrap: true})
-	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
-		done, _ := early.Exited()
-		return done, nil
-	})
-	if err != nil || !early.LogContains("invalid kubeconfig") {
-		t.Fatalf("a kubelet without its kubeconfig and bootstrap credentials did not exit saying so (%v)", err)
-	}
-
-	a := startAgent(t, n)
-	a.awaitReady(t, http.StatusOK)
-	current := filepath.Join(n.certDir, "kubelet-client-current.pem")
-	first := leafOf(t, current)
-
-	start := time.Now()
-	k := c.StartKubelet(t, n.name, testcluster.KubeletOptions{Kubeconfig: n.kubeconfig, CertDir: n.certDir, NoBootstrap: true})
-	heartbeats(t, k, start)
-
-	a.signal(t, syscall.SIGHUP)
-	a.awaitMetric(t, rotations("client", "forced"), 1, time.Minute)
-	if leafOf(t, current).SerialNumber.Cmp(first.SerialNumber) == 0 {
-		t.Fatal("SIGHUP did not rotate the client certificate")
-	}
-	// Until the kubelet switches, and once after, its Lease must never be
-	// older than its 40s duration (nodeLeaseDurationSeconds; the node
-	// lifecycle controller's grace): no heartbeat is missed.
-	const leaseDuration = 40 * time.Second
-	const rotated = "Certificate rotation detected, shutting down client connections to start using new credentials"
-	var switched time.Time
-	err = wait.PollUntilContextTimeout(t.Context(), time.Second, 7*time.Minute, true, func(ctx context.Context) (bool, error) {
-		if done, state := k.Exited(); done {
-			return false, fmt.Errorf("kubelet exited (%s)", state)
+		// Without bootstrap credentials, a kubelet started before the agent
+		// wrote the kubeconfig exits (systemd restarts it) instead of
+		// bootstrapping an identity of its own.
+		early := c.StartKubelet(t, n.name, testcluster.KubeletOptions{Kubeconfig: n.kubeconfig, CertDir: n.certDir, NoBootstrap: true})
+		err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+			done, _ := early.Exited()
+			return done, nil
+		})
+		if err != nil || !early.LogContains("invalid kubeconfig") {
+			t.Fatalf("a kubelet without its kubeconfig and bootstrap credentials did not exit saying so (%v)", err)
 		}
-		lease, err := client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, n.name, metav1.GetOptions{})
+
+		a := startAgent(t, n)
+		a.awaitReady(t, http.StatusOK)
+		current := filepath.Join(n.certDir, "kubelet-client-current.pem")
+		first := leafOf(t, current)
+
+		start := time.Now()
+		k := c.StartKubelet(t, n.name, testcluster.KubeletOptions{Kubeconfig: n.kubeconfig, CertDir: n.certDir, NoBootstrap: true})
+		heartbeats(t, k, start)
+
+		a.signal(t, syscall.SIGHUP)
+		a.awaitMetric(t, rotations("client", "forced"), 1, time.Minute)
+		if leafOf(t, current).SerialNumber.Cmp(first.SerialNumber) == 0 {
+			t.Fatal("SIGHUP did not rotate the client certificate")
+		}
+		// Until the kubelet switches, and once after, its Lease must never be
+		// older than its 40s duration (nodeLeaseDurationSeconds; the node
+		// lifecycle controller's grace): no heartbeat is missed.
+		const leaseDuration = 40 * time.Second
+		const rotated = "Certificate rotation detected, shutting down client connections to start using new credentials"
+		var switched time.Time
+		err = wait.PollUntilContextTimeout(t.Context(), time.Second, 7*time.Minute, true, func(ctx context.Context) (bool, error) {
+			if done, state := k.Exited(); done {
+				return false, fmt.Errorf("kubelet exited (%s)", state)
+			}
+			lease, err := client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, n.name, metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			if age := time.Since(lease.Spec.RenewTime.Time); age > leaseDuration {
+				return false, fmt.Errorf("the kubelet's Lease is %s old, past its %s duration: heartbeats were missed", age.Round(time.Second), leaseDuration)
+			}
+			if switched.IsZero() && k.LogContains(rotated) {
+				switched = time.Now()
+			}
+			return !switched.IsZero() && lease.Spec.RenewTime.After(switched), nil
+		})
 		if err != nil {
-			return false, err
+			t.Fatalf("waiting for the kubelet to use the rotated certificate and heartbeat with it: %v", err)
 		}
-		if age := time.Since(lease.Spec.RenewTime.Time); age > leaseDuration {
-			return false, fmt.Errorf("the kubelet's Lease is %s old, past its %s duration: heartbeats were missed", age.Round(time.Second), leaseDuration)
+		if got := csrsBySigner(t, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName); len(got) != 2 {
+			t.Errorf("%d client CSRs for %s, want 2 (tlsboot's bootstrap and renewal; none from the kubelet)", len(got), n.name)
 		}
-		if switched.IsZero() && k.LogContains(rotated) {
-			switched = time.Now()
-		}
-		return !switched.IsZero() && lease.Spec.RenewTime.After(switched), nil
 	})
-	if err != nil {
-		t.Fatalf("waiting for the kubelet to use the rotated certificate and heartbeat with it: %v", err)
-	}
-	if got := csrsBySigner(t, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName); len(got) != 2 {
-		t.Errorf("%d client CSRs for %s, want 2 (tlsboot's bootstrap and renewal; none from the kubelet)", len(got), n.name)
-	}
 }

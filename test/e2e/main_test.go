@@ -51,28 +51,61 @@ func TestMain(m *testing.M) {
 	}())
 }
 
-// cluster returns the shared cluster of the given kind, starting it on
-// first use. Kinds: "auto" (kube-controller-manager approves node client
-// CSRs) and "manual" (csrapproving off: the test approves or denies).
+// sharedKinds are the options of the shared clusters, by kind: "auto"
+// (kube-controller-manager approves node client CSRs), "manual"
+// (csrapproving off: the test approves or denies), "short" (1-minute
+// certificates, backdated by 5 minutes as kube-controller-manager does, and
+// node client CSRs approved) and "nosigner" (no approver and no signer: the
+// test is both).
+var sharedKinds = map[string]testcluster.Options{
+	"auto":     {SigningDuration: time.Hour},
+	"manual":   {SigningDuration: time.Hour, Controllers: []string{"csrsigning", "csrcleaner"}},
+	"short":    {SigningDuration: time.Minute},
+	"nosigner": {Controllers: []string{"csrcleaner"}},
+}
+
+// cluster returns the shared cluster of kind (see sharedKinds) in the
+// single-CA layout, starting it on first use.
 func cluster(t *testing.T, kind string) *testcluster.Cluster {
+	t.Helper()
+	return clusterIn(t, kind, testcluster.LayoutSingle)
+}
+
+// clusterIn returns the shared cluster of kind in layout, starting it on
+// first use; TestMain stops it.
+func clusterIn(t *testing.T, kind string, layout testcluster.Layout) *testcluster.Cluster {
 	t.Helper()
 	clustersMu.Lock()
 	defer clustersMu.Unlock()
-	if c, ok := clusters[kind]; ok {
+	key := kind + "/" + string(layout)
+	if c, ok := clusters[key]; ok {
 		return c
 	}
-	opts := testcluster.Options{SigningDuration: time.Hour}
-	if kind == "manual" {
-		opts.Controllers = []string{"csrsigning", "csrcleaner"}
+	opts, ok := sharedKinds[kind]
+	if !ok {
+		t.Fatalf("no shared cluster of kind %q", kind)
 	}
+	opts.Layout = layout
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, err := testcluster.Start(ctx, opts)
 	if err != nil {
-		t.Fatalf("starting %s control plane: %v", kind, err)
+		t.Fatalf("starting the %s control plane: %v", key, err)
 	}
-	clusters[kind] = c
+	clusters[key] = c
 	return c
+}
+
+// inLayouts runs f as a subtest in each CA layout of testcluster.Layouts:
+// one CA for everything (kubeadm), a server CA apart from the client and
+// kubelet-serving CAs (k3s, RKE2), and kube-apiserver's self-signed serving
+// certificate. Every node-side test runs in all of them: a check that holds
+// only where one CA does everything refuses real clusters.
+func inLayouts(t *testing.T, f func(t *testing.T, layout testcluster.Layout)) {
+	t.Helper()
+	for _, l := range testcluster.Layouts {
+		t.Run(string(l), func(t *testing.T) { f(t, l) })
+	}
 }
 
 // nodeSeq numbers the nodes of this test process.

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -281,23 +283,6 @@ func TestNodeHardeningInsecureWarning(t *testing.T) {
 	check("run", a.stop(t), 0)
 }
 
-// noSignerCluster is a cluster whose kube-controller-manager neither
-// approves nor signs: the test is the (malicious) signer.
-func noSignerCluster(t *testing.T) *testcluster.Cluster {
-	t.Helper()
-	clustersMu.Lock()
-	defer clustersMu.Unlock()
-	if c, ok := clusters["nosigner"]; ok {
-		return c
-	}
-	c, err := testcluster.Start(t.Context(), testcluster.Options{Controllers: []string{"csrcleaner"}})
-	if err != nil {
-		t.Fatalf("starting a control plane without signer: %v", err)
-	}
-	clusters["nosigner"] = c // stopped by TestMain
-	return c
-}
-
 // maliciousSign approves CSR name and writes a certificate for the
 // requested key and subject, made as spec says.
 func maliciousSign(t *testing.T, c *testcluster.Cluster, client kubernetes.Interface, name string, ca *testpki.CA, edit func(*testpki.Spec)) {
@@ -327,167 +312,280 @@ func maliciousSign(t *testing.T, c *testcluster.Cluster, client kubernetes.Inter
 
 // TestNodeHardeningMaliciousSigner: a signer that returns, for the node's
 // own key and name, a CA certificate, a certificate that also serves, or one
-// from a CA the kubeconfig does not trust gets nothing stored: one line
-// naming the CSR and what to do, no kubeconfig, no certificate, the
-// temporary key kept. A faithful signer on the same cluster succeeds.
+// from a CA the API server does not trust for client certificates gets
+// nothing stored: one line naming the CSR and what to do, no kubeconfig, no
+// certificate, and the temporary key dropped so that running again asks
+// with a new key under a new CSR. The untrusted signer's certificate passes
+// every offline check: only the API server's answer (401) refuses it. A
+// faithful signer on the same cluster succeeds.
 func TestNodeHardeningMaliciousSigner(t *testing.T) {
-	c := noSignerCluster(t)
-	client := admin(t, c)
-	clusterCA := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile())
-	tests := []struct {
-		name string
-		ca   *testpki.CA
-		edit func(*testpki.Spec)
-		want string // in the error line; "" for success
-	}{
-		{"CA certificate", clusterCA, func(s *testpki.Spec) {
-			s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
-		}, "the signer returned a CA certificate"},
-		{"client and server auth", clusterCA, func(s *testpki.Spec) {
-			s.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}
-		}, "the signer returned a certificate for other usages"},
-		{"no extended key usage", clusterCA, func(s *testpki.Spec) { s.ExtKeyUsage = []x509.ExtKeyUsage{} },
-			"the signer returned a certificate for other usages"},
-		{"foreign CA", testpki.NewCA(t), nil, "the signer returned a certificate that does not chain to the cluster CA"},
-		{"faithful", clusterCA, nil, ""},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			n := newNode(t, c)
-			p := start(t, tlsbootBin, n.args()...)
-			csr := waitCSR(t, client, n.name)
-			maliciousSign(t, c, client, csr.Name, tt.ca, tt.edit)
-			r := p.wait(t)
-			cur := filepath.Join(n.certDir, "kubelet-client-current.pem")
-			if tt.want == "" {
-				if r.code != 0 || !exists(cur) || !exists(n.kubeconfig) {
-					t.Fatalf("faithful signer: %s", r)
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		c := clusterIn(t, "nosigner", layout)
+		client := admin(t, c)
+		clientCA := signerCA(t, c, certificatesv1.KubeAPIServerClientKubeletSignerName)
+		tests := []struct {
+			name string
+			ca   *testpki.CA
+			edit func(*testpki.Spec)
+			want []string // in the error line; none for success
+		}{
+			{"CA certificate", clientCA, func(s *testpki.Spec) {
+				s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
+			}, []string{"the signer returned a CA certificate", "kubectl delete csr"}},
+			{"client and server auth", clientCA, func(s *testpki.Spec) {
+				s.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}
+			}, []string{"the signer returned a certificate for other usages"}},
+			{"no extended key usage", clientCA, func(s *testpki.Spec) { s.ExtKeyUsage = []x509.ExtKeyUsage{} },
+				[]string{"the signer returned a certificate for other usages"}},
+			{"signer the API server does not trust", testpki.NewCA(t), nil,
+				[]string{"the API server at " + c.URL() + " rejected the issued certificate (401 Unauthorized", "--client-ca-file", "a new key and CSR are used"}},
+			{"faithful", clientCA, nil, nil},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				n := newNode(t, c)
+				p := start(t, tlsbootBin, n.args()...)
+				csr := waitCSR(t, client, n.name)
+				maliciousSign(t, c, client, csr.Name, tt.ca, tt.edit)
+				r := p.wait(t)
+				cur := filepath.Join(n.certDir, "kubelet-client-current.pem")
+				if tt.want == nil {
+					if r.code != 0 || !exists(cur) || !exists(n.kubeconfig) {
+						t.Fatalf("faithful signer: %s", r)
+					}
+					return
 				}
-				return
-			}
-			if r.code == 0 {
-				t.Fatalf("run succeeded: %s", r)
-			}
-			line := r.lastLine()
-			for _, w := range []string{"tlsboot: ", csr.Name, tt.want, "not stored", "kubectl delete csr " + csr.Name} {
-				if !strings.Contains(line, w) {
-					t.Errorf("last line %q does not contain %q", line, w)
+				if r.code == 0 {
+					t.Fatalf("run succeeded: %s", r)
 				}
-			}
-			if strings.Contains(r.stderr, "goroutine ") {
-				t.Errorf("stack trace:\n%s", r.stderr)
-			}
-			if exists(cur) || exists(n.kubeconfig) {
-				t.Error("the certificate or kubeconfig was stored")
-			}
-			if pairs, _ := filepath.Glob(filepath.Join(n.certDir, "kubelet-client-2*.pem")); len(pairs) > 0 {
-				t.Errorf("pair files stored: %v", pairs)
-			}
-			if !exists(filepath.Join(n.certDir, "kubelet-client.key.tmp")) {
-				t.Error("the temporary key was not kept")
-			}
-		})
-	}
+				line := r.lastLine()
+				for _, w := range append([]string{"tlsboot: ", csr.Name, "not stored"}, tt.want...) {
+					if !strings.Contains(line, w) {
+						t.Errorf("last line %q does not contain %q", line, w)
+					}
+				}
+				if strings.Contains(r.stderr, "goroutine ") {
+					t.Errorf("stack trace:\n%s", r.stderr)
+				}
+				if exists(cur) || exists(n.kubeconfig) {
+					t.Error("the certificate or kubeconfig was stored")
+				}
+				if pairs, _ := filepath.Glob(filepath.Join(n.certDir, "kubelet-client-2*.pem")); len(pairs) > 0 {
+					t.Errorf("pair files stored: %v", pairs)
+				}
+				if exists(filepath.Join(n.certDir, "kubelet-client.key.tmp")) {
+					t.Error("the temporary key was kept: running again would fetch the same certificate")
+				}
+				// Running again asks under a new CSR, which a faithful
+				// signer issues.
+				p = start(t, tlsbootBin, n.args()...)
+				var again certificatesv1.CertificateSigningRequest
+				err := wait.PollUntilContextTimeout(t.Context(), 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+					for _, x := range nodeCSRs(t, client, n.name) {
+						if x.Name != csr.Name {
+							again = x
+							return true, nil
+						}
+					}
+					return false, nil
+				})
+				if err != nil {
+					t.Fatalf("running again made no new CSR: %v", err)
+				}
+				maliciousSign(t, c, client, again.Name, clientCA, nil)
+				if r := p.wait(t); r.code != 0 {
+					t.Fatalf("running again: %s", r)
+				}
+				if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+					t.Errorf("kubeconfig authenticates as %q", u.Username)
+				}
+			})
+		}
+	})
 }
 
-// TestNodeHardeningAgentRefusesCACertificate: `tlsboot run` renewing its
-// client certificate is answered with a CA certificate for its own key and
-// name: not stored (the old certificate stays current), counted as a
-// template mismatch, and the agent stays ready.
-func TestNodeHardeningAgentRefusesCACertificate(t *testing.T) {
-	c := noSignerCluster(t)
-	client := admin(t, c)
-	clusterCA := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile())
-	n := newNode(t, c)
-	a := startAgent(t, n)
-	first := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
-	maliciousSign(t, c, client, first.Name, clusterCA, nil)
-	a.awaitReady(t, http.StatusOK)
-	cur := filepath.Join(n.certDir, "kubelet-client-current.pem")
-	old := leafOf(t, cur)
+// TestNodeHardeningAgentRefusesRenewal: `tlsboot run` renewing its client
+// certificate is answered with a CA certificate for its own key and name,
+// or with a certificate from a signer the API server does not trust: not
+// stored, the old certificate stays current and the agent ready, the
+// failure is counted (template_mismatch, identity_rejected) and logged on
+// one line naming the CSR, and the next attempt asks under a new CSR.
+func TestNodeHardeningAgentRefusesRenewal(t *testing.T) {
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		c := clusterIn(t, "nosigner", layout)
+		client := admin(t, c)
+		clientCA := signerCA(t, c, certificatesv1.KubeAPIServerClientKubeletSignerName)
+		for _, tt := range []struct {
+			name    string
+			ca      *testpki.CA
+			edit    func(*testpki.Spec)
+			failure string
+			log     string
+		}{
+			{"CA certificate", clientCA, func(s *testpki.Spec) {
+				s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
+			}, "template_mismatch", "the signer returned a CA certificate"},
+			{"untrusted signer", testpki.NewCA(t), nil, "identity_rejected", "rejected the issued certificate (401 Unauthorized"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				n := newNode(t, c)
+				a := startAgent(t, n)
+				first := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
+				maliciousSign(t, c, client, first.Name, clientCA, nil)
+				a.awaitReady(t, http.StatusOK)
+				cur := filepath.Join(n.certDir, "kubelet-client-current.pem")
+				old := leafOf(t, cur)
 
-	a.signal(t, syscall.SIGHUP)
-	renewal := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName, first.Name)
-	maliciousSign(t, c, client, renewal.Name, clusterCA, func(s *testpki.Spec) {
-		s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
+				a.signal(t, syscall.SIGHUP)
+				renewal := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName, first.Name)
+				maliciousSign(t, c, client, renewal.Name, tt.ca, tt.edit)
+				a.awaitMetric(t, failures("client", tt.failure), 1, time.Minute)
+				if now := leafOf(t, cur); now.SerialNumber.Cmp(old.SerialNumber) != 0 {
+					t.Errorf("the current certificate changed to serial %v", now.SerialNumber)
+				}
+				if code, _ := a.get(t, "/readyz"); code != http.StatusOK {
+					t.Errorf("/readyz %d after the refused renewal, want 200", code)
+				}
+				if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+					t.Errorf("kubeconfig authenticates as %q after the refused renewal", u.Username)
+				}
+				next := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName, first.Name, renewal.Name)
+				maliciousSign(t, c, client, next.Name, clientCA, nil)
+				a.awaitMetric(t, rotations("client", "forced"), 1, time.Minute)
+				r := a.stop(t)
+				var lines []string
+				for _, l := range strings.Split(r.stderr, "\n") {
+					if strings.Contains(l, tt.log) {
+						lines = append(lines, l)
+					}
+				}
+				if len(lines) != 1 || !strings.Contains(lines[0], renewal.Name) || !strings.Contains(lines[0], "not stored") {
+					t.Errorf("want one log line saying why CSR %s was refused; got %q\n%s", renewal.Name, lines, r.stderr)
+				}
+			})
+		}
 	})
-	a.awaitMetric(t, failures("client", "template_mismatch"), 1, time.Minute)
-	if now := leafOf(t, cur); now.SerialNumber.Cmp(old.SerialNumber) != 0 || now.IsCA {
-		t.Errorf("the current certificate changed to serial %v (CA %v)", now.SerialNumber, now.IsCA)
-	}
-	if code, _ := a.get(t, "/readyz"); code != http.StatusOK {
-		t.Errorf("/readyz %d after the refused renewal, want 200", code)
-	}
-	r := a.stop(t)
-	if !strings.Contains(r.stderr, "the signer returned a CA certificate") {
-		t.Errorf("the log does not say why the renewal was refused:\n%s", r.stderr)
-	}
+}
+
+// TestNodeHardeningAgentRecoveryStartsOver: a node with no certificate
+// whose first CSR is answered with a certificate that must not be stored
+// (a CA certificate, or one from a signer the API server does not trust)
+// starts over with a new key under a new CSR after its backoff, and
+// recovers once that one is signed faithfully. It used to re-attach to the
+// first CSR, get the same certificate again, and loop until someone
+// deleted the CSR.
+func TestNodeHardeningAgentRecoveryStartsOver(t *testing.T) {
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		c := clusterIn(t, "nosigner", layout)
+		client := admin(t, c)
+		clientCA := signerCA(t, c, certificatesv1.KubeAPIServerClientKubeletSignerName)
+		for _, tt := range []struct {
+			name    string
+			ca      *testpki.CA
+			edit    func(*testpki.Spec)
+			failure string
+		}{
+			{"CA certificate", clientCA, func(s *testpki.Spec) {
+				s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
+			}, "template_mismatch"},
+			{"untrusted signer", testpki.NewCA(t), nil, "identity_rejected"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				n := newNode(t, c)
+				a := startAgent(t, n)
+				first := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
+				maliciousSign(t, c, client, first.Name, tt.ca, tt.edit)
+				a.awaitMetric(t, failures("client", tt.failure), 1, time.Minute)
+				if exists(filepath.Join(n.certDir, "kubelet-client-current.pem")) {
+					t.Fatal("the refused certificate was stored")
+				}
+				second := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName, first.Name)
+				maliciousSign(t, c, client, second.Name, clientCA, nil)
+				a.awaitReady(t, http.StatusOK)
+				if u := whoami(t, n.kubeconfig); u.Username != "system:node:"+n.name {
+					t.Errorf("kubeconfig authenticates as %q", u.Username)
+				}
+				if got := len(nodeCSRs(t, client, n.name)); got != 2 {
+					t.Errorf("%d CSRs for the node, want 2", got)
+				}
+				a.stop(t)
+			})
+		}
+	})
 }
 
 // TestNodeHardeningAgentServingCA: `tlsboot run --serving-cert` is issued a
-// serving certificate, for its own key, names and usages, by a CA other
-// than the kubeconfig's. By default it keeps no such certificate: one log
-// line naming the CSR says it does not chain, and the failure is counted
-// as a template mismatch. With --serving-ca-file naming that CA it stores
-// the certificate.
+// serving certificate, for its own key, names and usages, by a CA of its
+// own. Without --serving-ca-file it is stored after the checks of the
+// request, as the kubelet stores it: the API server cannot vouch for a
+// serving certificate, and kubelet-serving signers often use a CA other
+// than the kubeconfig's. With --serving-ca-file it is stored only if it
+// chains to that file's CA; otherwise one log line naming the CSR says it
+// does not chain, and the failure is counted as a template mismatch.
 func TestNodeHardeningAgentServingCA(t *testing.T) {
-	c := noSignerCluster(t)
-	client := admin(t, c)
-	clusterCA, servingCA := testpki.LoadCA(t, c.CAFile(), c.CAKeyFile()), testpki.NewCA(t)
-	for _, tt := range []struct {
-		name   string
-		caFile bool // pass --serving-ca-file with servingCA
-	}{
-		{"kubeconfig CA", false},
-		{"serving CA file", true},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			n := newNode(t, c)
-			args := []string{"--serving-cert", "--node-ip", "10.1.2.3", "--hostname-override", n.name + ".example"}
-			if tt.caFile {
-				file := filepath.Join(n.dir, "serving-ca.pem")
-				if err := os.WriteFile(file, servingCA.PEM(), 0o644); err != nil {
-					t.Fatal(err)
+	inLayouts(t, func(t *testing.T, layout testcluster.Layout) {
+		c := clusterIn(t, "nosigner", layout)
+		client := admin(t, c)
+		clientCA, servingCA := signerCA(t, c, certificatesv1.KubeAPIServerClientKubeletSignerName), testpki.NewCA(t)
+		for _, tt := range []struct {
+			name   string
+			caFile *testpki.CA // --serving-ca-file with this CA; nil for none
+			stored bool
+		}{
+			{"no serving CA file", nil, true},
+			{"serving CA file of the signer", servingCA, true},
+			{"serving CA file of another CA", testpki.NewCA(t), false},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				n := newNode(t, c)
+				args := []string{"--serving-cert", "--node-ip", "10.1.2.3", "--hostname-override", n.name + ".example"}
+				if tt.caFile != nil {
+					file := filepath.Join(n.dir, "serving-ca.pem")
+					if err := os.WriteFile(file, tt.caFile.PEM(), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					args = append(args, "--serving-ca-file", file)
 				}
-				args = append(args, "--serving-ca-file", file)
-			}
-			a := startAgent(t, n, args...)
-			clientCSR := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
-			maliciousSign(t, c, client, clientCSR.Name, clusterCA, nil)
-			a.awaitReady(t, http.StatusOK)
+				a := startAgent(t, n, args...)
+				clientCSR := awaitCSR(t, a, client, n.name, certificatesv1.KubeAPIServerClientKubeletSignerName)
+				maliciousSign(t, c, client, clientCSR.Name, clientCA, nil)
+				a.awaitReady(t, http.StatusOK)
 
-			serving := awaitCSR(t, a, client, n.name, certificatesv1.KubeletServingSignerName)
-			maliciousSign(t, c, client, serving.Name, servingCA, func(s *testpki.Spec) {
-				s.DNSNames, s.IPs = []string{n.name + ".example"}, []net.IP{net.ParseIP("10.1.2.3")}
+				serving := awaitCSR(t, a, client, n.name, certificatesv1.KubeletServingSignerName)
+				maliciousSign(t, c, client, serving.Name, servingCA, func(s *testpki.Spec) {
+					s.DNSNames, s.IPs = []string{n.name + ".example"}, []net.IP{net.ParseIP("10.1.2.3")}
+				})
+				cur := filepath.Join(n.certDir, "kubelet-server-current.pem")
+				if tt.stored {
+					a.awaitMetric(t, rotations("serving", "missing"), 1, time.Minute)
+					if err := leafOf(t, cur).CheckSignatureFrom(servingCA.Cert); err != nil {
+						t.Errorf("the stored serving certificate is not the one the serving CA signed: %v", err)
+					}
+					a.stop(t)
+					return
+				}
+				a.awaitMetric(t, failures("serving", "template_mismatch"), 1, time.Minute)
+				if exists(cur) {
+					t.Error("the serving certificate of the other CA was stored")
+				}
+				if pairs, _ := filepath.Glob(filepath.Join(n.certDir, "kubelet-server-2*.pem")); len(pairs) > 0 {
+					t.Errorf("pair files stored: %v", pairs)
+				}
+				r := a.stop(t)
+				var lines []string
+				for _, l := range strings.Split(r.stderr, "\n") {
+					if strings.Contains(l, serving.Name) && strings.Contains(l, "does not chain to the required CA") {
+						lines = append(lines, l)
+					}
+				}
+				if len(lines) != 1 || !strings.Contains(lines[0], "not stored") || !strings.Contains(lines[0], "kubectl delete csr "+serving.Name) {
+					t.Errorf("want one line saying CSR %s does not chain, is not stored and how to delete it; got %q\n%s", serving.Name, lines, r.stderr)
+				}
 			})
-			cur := filepath.Join(n.certDir, "kubelet-server-current.pem")
-			if tt.caFile {
-				a.awaitMetric(t, rotations("serving", "missing"), 1, time.Minute)
-				if err := leafOf(t, cur).CheckSignatureFrom(servingCA.Cert); err != nil {
-					t.Errorf("the stored serving certificate is not the one the serving CA signed: %v", err)
-				}
-				a.stop(t)
-				return
-			}
-			a.awaitMetric(t, failures("serving", "template_mismatch"), 1, time.Minute)
-			if exists(cur) {
-				t.Error("the serving certificate of the foreign CA was stored")
-			}
-			if pairs, _ := filepath.Glob(filepath.Join(n.certDir, "kubelet-server-2*.pem")); len(pairs) > 0 {
-				t.Errorf("pair files stored: %v", pairs)
-			}
-			r := a.stop(t)
-			var lines []string
-			for _, l := range strings.Split(r.stderr, "\n") {
-				if strings.Contains(l, serving.Name) && strings.Contains(l, "does not chain") {
-					lines = append(lines, l)
-				}
-			}
-			if len(lines) != 1 || !strings.Contains(lines[0], "not stored") || !strings.Contains(lines[0], "kubectl delete csr "+serving.Name) {
-				t.Errorf("want one line saying CSR %s does not chain, is not stored and how to delete it; got %q\n%s", serving.Name, lines, r.stderr)
-			}
-		})
-	}
+		}
+	})
 }
