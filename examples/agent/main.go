@@ -5,7 +5,9 @@
 //     (bootstrap.Run), or keeps the one it already has;
 //  2. keeps that certificate valid (a rotation.Manager on the kubelet-layout
 //     certstore.Store): renewals authenticate with the current certificate,
-//     and when there is none that works, it bootstraps again;
+//     each new certificate is stored only once the API server authenticates
+//     it as the node (identity.ConfirmNode), and when there is no
+//     certificate that works, it bootstraps again;
 //  3. builds one client-go clientset on the Manager's live identity
 //     (Manager.RESTConfig: each connection presents the current certificate,
 //     and all of them are closed after a rotation) and with it renews a
@@ -43,6 +45,7 @@ import (
 	"github.com/tlsboot/tlsboot/bootstrap"
 	"github.com/tlsboot/tlsboot/certstore"
 	"github.com/tlsboot/tlsboot/csr"
+	"github.com/tlsboot/tlsboot/identity"
 	"github.com/tlsboot/tlsboot/kubeconfig"
 	"github.com/tlsboot/tlsboot/rotation"
 )
@@ -121,8 +124,15 @@ func run(ctx context.Context, args []string) error {
 		Template: func(pub crypto.PublicKey) csr.Request { return csr.NodeClient(boot.NodeName, pub) },
 		// Renewals authenticate as the node, with the current certificate.
 		Client: func(context.Context) (kubernetes.Interface, error) { return clientset, nil },
-		// A certificate that does not chain to the cluster CA is never stored.
-		Roots: func() (*x509.CertPool, error) { return kubeconfig.CAPool(cluster) },
+		// Before an issued certificate is stored, the API server must
+		// authenticate it, with nothing else, as system:node:<name> in
+		// system:nodes: only the API server knows which CAs it trusts for
+		// client certificates, and the kubeconfig's CA (which verifies the
+		// API server) is often not the one that signs them. Roots, an
+		// offline chain check against a CA file you name, is optional.
+		Confirm: func(ctx context.Context, csrName string, certPEM, keyPEM []byte) error {
+			return identity.ConfirmNode(ctx, cluster, csrName, boot.NodeName, certPEM, keyPEM)
+		},
 		// Without a working certificate (missing, expired, or rejected with
 		// a 401), bootstrap again, with a new key so that the CSR is new.
 		Recover: func(ctx context.Context) (time.Duration, error) {
