@@ -405,6 +405,29 @@ func TestNodeHardeningMaliciousSigner(t *testing.T) {
 	})
 }
 
+// refusal is an issued client certificate that `tlsboot run` must not
+// store: made by ca, edited by edit, counted as failure and logged with
+// log.
+type refusal struct {
+	name         string
+	ca           *testpki.CA
+	edit         func(*testpki.Spec)
+	failure, log string
+}
+
+// refusals are the two kinds of refusal: one the node's own checks catch
+// (a CA certificate from the cluster's client CA), and one only the API
+// server's answer catches (a faithful certificate from a CA it does not
+// trust).
+func refusals(t *testing.T, clientCA *testpki.CA) []refusal {
+	return []refusal{
+		{"CA certificate", clientCA, func(s *testpki.Spec) {
+			s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
+		}, "template_mismatch", "the signer returned a CA certificate"},
+		{"untrusted signer", testpki.NewCA(t), nil, "identity_rejected", "rejected the issued certificate (401 Unauthorized"},
+	}
+}
+
 // TestNodeHardeningAgentRefusesRenewal: `tlsboot run` renewing its client
 // certificate is answered with a CA certificate for its own key and name,
 // or with a certificate from a signer the API server does not trust: not
@@ -416,18 +439,7 @@ func TestNodeHardeningAgentRefusesRenewal(t *testing.T) {
 		c := clusterIn(t, "nosigner", layout)
 		client := admin(t, c)
 		clientCA := signerCA(t, c, certificatesv1.KubeAPIServerClientKubeletSignerName)
-		for _, tt := range []struct {
-			name    string
-			ca      *testpki.CA
-			edit    func(*testpki.Spec)
-			failure string
-			log     string
-		}{
-			{"CA certificate", clientCA, func(s *testpki.Spec) {
-				s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
-			}, "template_mismatch", "the signer returned a CA certificate"},
-			{"untrusted signer", testpki.NewCA(t), nil, "identity_rejected", "rejected the issued certificate (401 Unauthorized"},
-		} {
+		for _, tt := range refusals(t, clientCA) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				n := newNode(t, c)
@@ -481,17 +493,7 @@ func TestNodeHardeningAgentRecoveryStartsOver(t *testing.T) {
 		c := clusterIn(t, "nosigner", layout)
 		client := admin(t, c)
 		clientCA := signerCA(t, c, certificatesv1.KubeAPIServerClientKubeletSignerName)
-		for _, tt := range []struct {
-			name    string
-			ca      *testpki.CA
-			edit    func(*testpki.Spec)
-			failure string
-		}{
-			{"CA certificate", clientCA, func(s *testpki.Spec) {
-				s.IsCA, s.KeyUsage = true, x509.KeyUsageDigitalSignature|x509.KeyUsageCertSign
-			}, "template_mismatch"},
-			{"untrusted signer", testpki.NewCA(t), nil, "identity_rejected"},
-		} {
+		for _, tt := range refusals(t, clientCA) {
 			t.Run(tt.name, func(t *testing.T) {
 				t.Parallel()
 				n := newNode(t, c)
