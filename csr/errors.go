@@ -250,12 +250,13 @@ func (e *IdentityError) Error() string {
 	return b.String()
 }
 
-// bound cuts s to at most n bytes, marking the cut.
+// bound cuts s to at most n bytes, marking the cut; a character split by
+// the cut is dropped, so that the result stays valid UTF-8.
 func bound(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 // Kinds of *ServerError: how a request to the API server failed. Match

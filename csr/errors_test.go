@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -228,5 +229,26 @@ func TestServerErrorCallerContext(t *testing.T) {
 		t.Run(tt.want, func(t *testing.T) {
 			checkOneLine(t, tt.e.Error(), tt.want)
 		})
+	}
+}
+
+// TestIdentityErrorBounds: what the API server says of an issued
+// certificate is kept bounded and valid UTF-8, on one line.
+func TestIdentityErrorBounds(t *testing.T) {
+	groups := make([]string, 20)
+	for i := range groups {
+		groups[i] = strings.Repeat("é", 200) // 400 bytes, cut inside a character
+	}
+	e := NewIdentityError("node-csr-x", "https://api", "system:node:a", "system:nodes", strings.Repeat("ü", 300)+"\nx", groups)
+	if len(e.Groups) != maxIdentityGroups+1 || e.Groups[maxIdentityGroups] != "(12 more)" {
+		t.Errorf("groups %d, last %q: want %d and a count of the rest", len(e.Groups), e.Groups[len(e.Groups)-1], maxIdentityGroups+1)
+	}
+	for _, s := range append([]string{e.User}, e.Groups...) {
+		if len(s) > maxIdentityName+len("…") || !utf8.ValidString(s) {
+			t.Errorf("kept %d bytes (valid UTF-8 %v)", len(s), utf8.ValidString(s))
+		}
+	}
+	if msg := e.Error(); strings.Contains(msg, "\n") || !strings.Contains(msg, "node-csr-x") {
+		t.Errorf("Error() = %q: want one line naming the CSR", msg)
 	}
 }
