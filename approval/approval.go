@@ -20,7 +20,9 @@
 //   - Size: a spec.request (or, if the cache dropped it, its recorded size,
 //     Input.DroppedRequestBytes) over MaxRequestBytes is denied
 //     (RequestTooLarge) without being parsed: no CPU or memory spent on a
-//     request built to exhaust them.
+//     request built to exhaust them. A request the cache dropped because
+//     its requester's pending requests filled MaxPendingBytesPerRequester
+//     (Input.OverPendingBudget) is denied unread too (PendingBytesExceeded).
 //   - Parse: exactly one PEM CERTIFICATE REQUEST and nothing else (InvalidRequest).
 //   - Key (KeyNotAllowed), checked before the signature so that a huge key
 //     costs nothing: RSA of 2048 to 8192 bits, ECDSA on P-256 or P-384, or
@@ -47,7 +49,10 @@
 //   - Subject: exactly one common name (CommonNameNotNode) and at most one
 //     organization (OrganizationNotSystemNodes), counted on the raw
 //     attributes: crypto/x509 keeps only the last common name, so a subject
-//     with two is read as different identities by different readers.
+//     with two is read as different identities by different readers. No
+//     other attribute (SubjectNotAllowed): no OU, L, ST, C, street, postal
+//     code, serialNumber or unknown OID, which the kubelet and kubeadm
+//     never send and a signer may copy into the certificate.
 //   - At most MaxSANs subject alternative names in all (TooManySANs).
 //
 // kubernetes.io/kube-apiserver-client-kubelet (checks.go, alive.go), then:
@@ -63,12 +68,16 @@
 // yields one key (TokenAlreadyUsed: another CSR of the same spec.username
 // in Input.SameRequester, approved or pending, asks for a different public
 // key, or there are more than MaxSameRequester of them); then,
-// for a requester other than the node itself (a bootstrap token), no
-// takeover of a live node (NodeAlive): if the Node exists and its Lease
-// (or, without a Lease, its Ready heartbeat) was renewed within
-// Options.NodeAliveGrace of Input.Now (a renewal in the future counts as
-// alive), the CSR is denied, or left for a human with
-// Options.LeaveLiveNode (Ignore, Notify). This stops a leaked bootstrap
+// for a requester other than the node itself (the node is its user name
+// AND the system:nodes group: a bootstrap token, or any identity merely
+// named like the node, is not), no takeover of a live node (NodeAlive): if
+// the Node exists and the caller saw its Lease's renewTime (or, without a
+// Lease, its Ready heartbeat) change within Options.NodeAliveGrace of
+// Input.Now (Input.Heartbeats, the caller's clock: the node's own time
+// stamps never decide), the CSR is denied, or left for a human with
+// Options.LeaveLiveNode (Ignore, Notify); when the caller cannot tell yet
+// (its watch not synced or broken, or watched for less than the grace
+// without a change), no opinion yet (NodeLivenessUnknown: Wait). This stops a leaked bootstrap
 // token from minting the identity of a running node; deleting the Node
 // object is how an operator re-provisions one. A node whose Lease is stale
 // is bootstrapped as before. Last, the SubjectAccessReview: a requester
@@ -87,8 +96,15 @@
 //     it, "svc" or under it, under "svc.<ClusterDomain>"; no DNS name that
 //     is an IP literal (or reads as one: "127.1", "0x7f.1") or is not a
 //     lower-case DNS-1123 subdomain once lower-cased and without its
-//     trailing dot. Stops a node impersonating the API server, a Service
-//     or the local host.
+//     trailing dot; no name or address in Options.ReservedDNS and
+//     Options.ReservedCIDRs, nor one Input.Cluster reserves
+//     (ClusterView.ReservedBy: the names and IPs of the API server's own
+//     serving certificate, the server of kube-public/cluster-info, Service
+//     external IPs and load-balancer ingress). Stops a node impersonating
+//     the API server (its load-balancer name and VIP included), a Service
+//     or the local host. Until Input.Cluster has read the API server's
+//     serving certificate once, no opinion yet (APIServerNamesUnknown:
+//     Wait): never an approval while the control-plane endpoint is unknown.
 //   - Scope (NoServingScope): with neither Options.AllowedDNSRegex nor
 //     Options.AllowedIPs, serving CSRs are never approved (Ignore, Notify):
 //     a node writes its own status.addresses, so without a scope a
@@ -215,9 +231,19 @@ const (
 	ReasonExtensionNotAllowed = "ExtensionNotAllowed" // Deny
 	ReasonAttributeNotAllowed = "AttributeNotAllowed" // Deny
 	ReasonTooManySANs         = "TooManySANs"         // Deny
+	// ReasonSubjectNotAllowed: the subject carries an attribute other
+	// than CN and O (OU, L, ST, C, serialNumber…; request.go).
+	ReasonSubjectNotAllowed = "SubjectNotAllowed" // Deny
+	// ReasonPendingBytesExceeded: the cache dropped the request because
+	// its requester's pending requests already filled
+	// MaxPendingBytesPerRequester (Input.OverPendingBudget).
+	ReasonPendingBytesExceeded = "PendingBytesExceeded" // Deny
 	// Secure by default (client CSRs).
 	ReasonInvalidNodeName = "InvalidNodeName" // Deny
 	ReasonNodeAlive       = "NodeAlive"       // Deny, or Ignore with Notify and Options.LeaveLiveNode
+	// ReasonNodeLivenessUnknown: the approver has not watched the node's
+	// heartbeat long enough, or without a break, to tell (alive.go).
+	ReasonNodeLivenessUnknown = "NodeLivenessUnknown" // Wait
 	// Bound tokens (client CSRs; bound.go).
 	ReasonTokenBoundToOtherNode = csr.ReasonTokenBoundToOtherNode // Deny
 	ReasonInvalidTokenBinding   = csr.ReasonInvalidTokenBinding   // Deny
@@ -226,6 +252,11 @@ const (
 	ReasonNoServingScope = "NoServingScope" // Ignore with Notify
 	ReasonSANReserved    = "SANReserved"    // Deny
 	ReasonSANNotUnique   = "SANNotUnique"   // Deny
+
+	// ReasonAPIServerNamesUnknown: the API server's serving certificate
+	// has not been read yet (ClusterView.ReservedBy), so the names and
+	// addresses clients reach it by are not known (serving.go).
+	ReasonAPIServerNamesUnknown = "APIServerNamesUnknown" // Wait
 )
 
 // Requester is who created a CSR, as the API server recorded it in
@@ -269,6 +300,12 @@ type Input struct {
 	// from a cache; nil when there is none. With Node it tells whether the
 	// node is alive (client CSRs made with a bootstrap token).
 	NodeLease *coordinationv1.Lease
+	// Heartbeats is when the caller saw NodeLease's renewTime and Node's
+	// Ready heartbeat change, by its own clock: that, not the node's
+	// clock, tells whether the node is alive. Nil means the caller cannot
+	// tell: a client CSR for an existing Node from anyone but that node
+	// then gets no opinion yet (NodeLivenessUnknown).
+	Heartbeats *Heartbeats
 	// Cluster is the rest of the cluster the policy reads; nil when
 	// nothing is known (Options.ServiceCIDRs still apply).
 	Cluster ClusterView
@@ -285,6 +322,11 @@ type Input struct {
 	// DroppedRequestBytes is the size of spec.request when the cache
 	// dropped it for being over MaxRequestBytes; 0 otherwise.
 	DroppedRequestBytes int
+	// OverPendingBudget: the cache dropped spec.request (of at most
+	// MaxRequestBytes) because the requester's other pending requests
+	// already held MaxPendingBytesPerRequester; the CSR is denied unread
+	// (PendingBytesExceeded).
+	OverPendingBudget bool
 	// Now is the current time; it decides the pending timeout.
 	Now time.Time
 }
@@ -315,11 +357,20 @@ type Options struct {
 	// ServiceCIDRs are service ranges known by flag, used with those of
 	// Input.Cluster: no serving certificate is approved for an IP in any.
 	ServiceCIDRs []netip.Prefix
+	// ReservedCIDRs and ReservedDNS are never approved in a serving
+	// certificate, whatever the scope: the control-plane endpoint, VIPs
+	// and names the approver cannot see in the cluster (a load balancer
+	// in front of the API server, an ingress). ReservedDNS are exact
+	// names, compared like every other name (lower-cased, without a
+	// trailing dot); each must be a DNS-1123 subdomain, not an IP address.
+	ReservedCIDRs []netip.Prefix
+	ReservedDNS   []string
 	// ClusterDomain is the cluster's DNS domain; "" means
 	// DefaultClusterDomain. Names under .svc.<domain> are never approved.
 	ClusterDomain string
-	// NodeAliveGrace: a Node whose Lease (or Ready heartbeat) was renewed
-	// within it is alive. 0 means DefaultNodeAliveGrace.
+	// NodeAliveGrace: a Node whose Lease (or Ready heartbeat) the caller
+	// saw renewed within it is alive (see Input.Heartbeats). 0 means
+	// DefaultNodeAliveGrace.
 	NodeAliveGrace time.Duration
 	// LeaveLiveNode leaves a bootstrap client CSR for a live node for a
 	// human (Ignore, with Notify) instead of denying it.
@@ -348,6 +399,9 @@ func (o Options) Validate() error {
 		if !p.IsValid() {
 			return &OptionError{"AllowedIPs", fmt.Errorf("prefix %v is not valid", p)}
 		}
+	}
+	if err := o.validateReserved(); err != nil {
+		return err
 	}
 	if o.AllowedDNSRegex != "" {
 		// Compiled alone first: a pattern such as "a)|(b" would otherwise
@@ -441,7 +495,7 @@ func (p *Policy) recogniser(signer string) *recogniser {
 // run bounds the request's size, parses it, runs rec's checks in order,
 // then rec's grants.
 func (p *Policy) run(ctx context.Context, rec *recogniser, in Input, authz Authorizer) (Decision, error) {
-	if d := requestTooLarge(in.CSR.Spec.Request, in.DroppedRequestBytes); d != nil {
+	if d := requestTooLarge(in); d != nil {
 		return *d, nil
 	}
 	req, err := parseUnverified(in.CSR.Spec.Request)

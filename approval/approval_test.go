@@ -34,6 +34,10 @@ type ruleCase struct {
 	notify  bool
 	// contains are substrings the message must have.
 	contains []string
+
+	// heartbeats: nil means seen changing at the node's own stamps
+	// (stampsSeen: a watcher whose clock agrees with the node's).
+	heartbeats *Heartbeats
 }
 
 func TestClientRules(t *testing.T) {
@@ -164,7 +168,10 @@ func runRuleCases(t *testing.T, cases []ruleCase) {
 					now = t0
 				}
 				authz := kubeadmAuthz()
-				in := Input{Node: tc.node, NodeLease: tc.lease, Cluster: tc.cluster, Now: now}
+				in := Input{Node: tc.node, NodeLease: tc.lease, Heartbeats: tc.heartbeats, Cluster: tc.cluster, Now: now}
+				if in.Heartbeats == nil {
+					in.Heartbeats = stampsSeen(tc.node, tc.lease)
+				}
 				d := decideIn(t, tc.spec(kind), in, tc.opts, authz)
 				if d.Verdict != tc.verdict || (tc.reason != "" && d.Reason != tc.reason) || (tc.rule != "" && d.Rule != tc.rule) {
 					t.Errorf("got %v %s rule %q (%s), want %v %s rule %q", d.Verdict, d.Reason, d.Rule, d.Message, tc.verdict, tc.reason, tc.rule)

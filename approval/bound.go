@@ -2,6 +2,8 @@ package approval
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"strings"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -68,9 +70,11 @@ func bindingGroups(groups []string) []string {
 // or pending (the bootstrap token cannot delete CSRs), and the later is
 // denied. The earlier one, if it sees the later, is denied too: two keys
 // racing for one bound token both lose, and the node retries with its key
-// once the racer's CSR is denied. A CSR that does not parse, or whose
-// request the cache dropped, counts as a different key: it will be denied
-// by the checks anyway.
+// once the racer's CSR is denied. A decided CSR whose request the cache
+// dropped is compared by its PublicKeyHashAnnotation; a CSR that does not
+// parse, or whose request was dropped without a hash (a pending one, over a
+// size limit), counts as a different key: it will be denied by the checks
+// anyway.
 func checkOneKeyPerToken(_ *Policy, c *candidate) *Decision {
 	if _, bound, _ := binding.Node(c.requester.Groups); !bound {
 		return nil
@@ -110,9 +114,41 @@ func deniedOrFailed(obj *certificatesv1.CertificateSigningRequest) bool {
 	return false
 }
 
-// sameKey: obj's request parses (within MaxRequestBytes) and is for the
-// public key spki.
+// PublicKeyHashAnnotation carries, on a cached copy of a decided CSR whose
+// spec.request the cache dropped, the SHA-256 of the request's
+// SubjectPublicKeyInfo (lower-case hex; PublicKeyHash), so that the
+// one-key check still knows which key an approved CSR asked for.
+//
+// It is read only from a CSR without spec.request: the API server never
+// stores a CSR with an empty request, so such a copy is always the cache's
+// own doing (a cache that first removes every annotation the CSR came
+// with), and a requester cannot claim another key's hash on a CSR of its
+// own.
+const PublicKeyHashAnnotation = "tlsboot.io/public-key-sha256"
+
+// PublicKeyHash returns the lower-case hex SHA-256 of the
+// SubjectPublicKeyInfo of request (a spec.request of at most
+// MaxRequestBytes), or "" if it does not parse. The signature is not
+// checked: the hash only tells keys apart.
+func PublicKeyHash(request []byte) string {
+	req, err := parseUnverified(request)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(req.RawSubjectPublicKeyInfo)
+	return hex.EncodeToString(sum[:])
+}
+
+// sameKey: obj is for the public key spki — its request parses (within
+// MaxRequestBytes) and carries spki, or, when a cache dropped its request,
+// its PublicKeyHashAnnotation is spki's hash. Without either it counts as
+// another key.
 func sameKey(obj *certificatesv1.CertificateSigningRequest, spki []byte) bool {
+	if len(obj.Spec.Request) == 0 {
+		h := obj.Annotations[PublicKeyHashAnnotation]
+		sum := sha256.Sum256(spki)
+		return h != "" && h == hex.EncodeToString(sum[:])
+	}
 	req, err := parseUnverified(obj.Spec.Request)
 	return err == nil && bytes.Equal(req.RawSubjectPublicKeyInfo, spki)
 }

@@ -317,6 +317,9 @@ type fakeCluster struct {
 
 func (f *fakeCluster) ServiceCIDRs() []netip.Prefix     { return f.serviceCIDRs }
 func (f *fakeCluster) APIServerAddresses() []netip.Addr { return f.apiServers }
+
+// ReservedBy: nothing more reserved, and known (see reservedCluster in secure_test.go).
+func (f *fakeCluster) ReservedBy(string) (string, bool) { return "", true }
 func (f *fakeCluster) NodesWithAddress(addr string) []string {
 	var names []string
 	for name, addrs := range f.nodes {

@@ -94,9 +94,13 @@ func checkExpiration(p *Policy, c *candidate) *Decision {
 // checkNodeRenewsItself: a node may ask for a client certificate only in its
 // own name. kube-controller-manager would try the nodeclient permission and
 // leave the CSR pending; a node asking for another node's identity is an
-// attack, so we deny it.
+// attack, so we deny it. It judges the user name alone, group or not: a
+// requester named like a node (in system:nodes or not) asking for another
+// node is denied; one outside system:nodes asking for its own name passes
+// here but is not the node itself (requesterIsSubject), so the live-node
+// check and the nodeclient review judge it as any other requester.
 func checkNodeRenewsItself(_ *Policy, c *candidate) *Decision {
-	if user := c.requester.Username; strings.HasPrefix(user, csr.NodeCommonPrefix) && !requesterIsSubject(c) {
+	if user := c.requester.Username; strings.HasPrefix(user, csr.NodeCommonPrefix) && user != c.req.Subject.CommonName {
 		return denyp(ReasonNodeMismatch, "node %s may not request a client certificate for %s", echo(user), echo(c.req.Subject.CommonName))
 	}
 	return nil

@@ -40,4 +40,27 @@ type ClusterView interface {
 	// netip.Addr.String() form with IPv4-mapped IPv6 unmapped, or a
 	// lower-case DNS name without a trailing dot.
 	NodesWithAddress(addr string) []string
+	// ReservedBy says which source reserves addr (canonical, as for
+	// NodesWithAddress) beyond the sources above, or "": a name or IP by
+	// which clients reach the API server or a Service, such as a SAN of
+	// the API server's own serving certificate ("the API server's serving
+	// certificate"), the server of kube-public/cluster-info
+	// ("kube-public/cluster-info") or a Service's external IP or
+	// load-balancer ingress ("Service ns/name externalIPs"). The source is
+	// written into condition messages: it names no secret and is bounded
+	// by the caller. known is false until the API server's serving
+	// certificate has been read at least once; the policy then approves
+	// no serving certificate (it waits: fail closed).
+	ReservedBy(addr string) (source string, known bool)
 }
+
+// Sources of reserved names and addresses, as ClusterView.ReservedBy and
+// the policy name them in SANReserved messages.
+const (
+	ReservedByServingCertificate = "the API server's serving certificate"
+	ReservedByClusterInfo        = "the server of kube-public/cluster-info"
+	// ReservedByService is a format: the Service's namespace/name and the
+	// field ("externalIPs", "load-balancer ingress").
+	ReservedByService = "Service %s %s"
+	reservedByOptions = "the approver's reserved names and ranges"
+)

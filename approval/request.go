@@ -54,14 +54,36 @@ const (
 	generalNameIP    = 7
 )
 
-// requestTooLarge denies a request over MaxRequestBytes before anything
-// parses it; dropped is its size when the caller's cache dropped it.
-func requestTooLarge(request []byte, dropped int) *Decision {
-	size := max(len(request), dropped)
-	if size <= MaxRequestBytes {
-		return nil
+// MaxPendingBytesPerRequester is the most spec.request bytes the
+// approver's cache keeps for the pending CSRs of one requester
+// (spec.username); a pending request past it is dropped unread and denied
+// (Input.OverPendingBudget, PendingBytesExceeded).
+//
+// Why 8 MiB: decided CSRs keep no request at all, so this bounds only what
+// waits for a decision. A legitimate burst is many small CSRs from one
+// requester — kubeadm's shared bootstrap token, 2,000 nodes at once in
+// bench/approver, all pending together if the approver was down — and a
+// kubelet's request is 400 to 1,000 bytes (ECDSA P-256 to RSA-2048; RSA-4096
+// about 1,700): 8 MiB holds over 4,000 of the largest and about 17,000 of
+// the kubelet's own at once. An attacker's requests of up to
+// MaxRequestBytes fill it with 128, so a bootstrap token and the one node an
+// attacker controls hold at most 16 MiB of pending requests between them.
+const MaxPendingBytesPerRequester = 8 << 20
+
+// requestTooLarge denies, before anything parses it, a request over
+// MaxRequestBytes (or whose cached copy was dropped for that, with its size
+// in in.DroppedRequestBytes), and one the cache dropped for its
+// requester's pending budget.
+func requestTooLarge(in Input) *Decision {
+	size := max(len(in.CSR.Spec.Request), in.DroppedRequestBytes)
+	if size > MaxRequestBytes {
+		return denyp(ReasonRequestTooLarge, "spec.request is %d bytes, more than the %d allowed: it was not read", size, MaxRequestBytes)
 	}
-	return denyp(ReasonRequestTooLarge, "spec.request is %d bytes, more than the %d allowed: it was not read", size, MaxRequestBytes)
+	if in.OverPendingBudget && len(in.CSR.Spec.Request) == 0 {
+		return denyp(ReasonPendingBytesExceeded, "requester %s has more requests waiting for a decision than the %d MiB kept per requester: "+
+			"this request was not read; create it again once those are decided", echo(in.CSR.Spec.Username), MaxPendingBytesPerRequester>>20)
+	}
+	return nil
 }
 
 // checkKey: RSA of 2048 to 8192 bits, ECDSA on P-256 or P-384, or Ed25519.
@@ -279,18 +301,37 @@ func countSANs(value []byte) (int, string) {
 	return n, ""
 }
 
+// subjectAttributeNames are the short names of the subject attributes a
+// message names; others are named by their OID.
+var subjectAttributeNames = map[string]string{
+	"2.5.4.5": "serialNumber", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST",
+	"2.5.4.9": "street", "2.5.4.11": "OU", "2.5.4.17": "postalCode",
+}
+
 // checkSubject: exactly one common name and at most one organization,
-// counted on the raw attributes. crypto/x509 keeps only the last common
-// name, and a subject with two is an attempt to be read differently by
-// different readers.
+// counted on the raw attributes, and nothing else. crypto/x509 keeps only
+// the last common name, and a subject with two is an attempt to be read
+// differently by different readers. Any other attribute (OU, L, ST, C,
+// serialNumber, an unknown OID…) is denied: the kubelet, kubeadm and
+// tlsboot send CN and O only (csr.nodeSubject; the kubelet's
+// requestNodeCertificate and its serving certificate manager), the signer
+// copies the subject into the certificate, and each attribute is up to the
+// whole request of content an approver would otherwise keep.
 func checkSubject(_ *Policy, c *candidate) *Decision {
 	cns, orgs := 0, 0
+	var others []string
 	for _, atv := range c.req.Subject.Names {
 		switch {
 		case atv.Type.Equal(oidCommonName):
 			cns++
 		case atv.Type.Equal(oidOrganization):
 			orgs++
+		default:
+			name, ok := subjectAttributeNames[atv.Type.String()]
+			if !ok {
+				name = atv.Type.String()
+			}
+			others = append(others, name)
 		}
 	}
 	if cns != 1 {
@@ -298,6 +339,10 @@ func checkSubject(_ *Policy, c *candidate) *Decision {
 	}
 	if orgs > 1 {
 		return denyp(ReasonBadOrganization, "the subject has %d organizations: at most one is allowed", orgs)
+	}
+	if len(others) > 0 {
+		return denyp(ReasonSubjectNotAllowed, "the subject carries %d attributes other than CN and O (%s): a node certificate's subject has only a common name and an organization",
+			len(others), echoList("attributes", others))
 	}
 	return nil
 }

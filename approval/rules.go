@@ -116,9 +116,14 @@ func newCandidate(in Input, req *x509.CertificateRequest) *candidate {
 		nodeName: strings.TrimPrefix(req.Subject.CommonName, csr.NodeCommonPrefix)}
 }
 
-// requesterIsSubject: the requester asks for its own identity.
+// requesterIsSubject: the requester is the node it asks for, as the API
+// server authenticated it: the node's user name and the system:nodes group.
+// A user name alone proves nothing: any authenticator (a client certificate
+// from another CA, a token file, a webhook) can name a user
+// "system:node:n1" without making it that node, and such a requester must
+// not skip the live-node check (C8) nor get the kubelet-client-self rule.
 func requesterIsSubject(c *candidate) bool {
-	return c.requester.Username == c.req.Subject.CommonName
+	return c.requester.Username == c.req.Subject.CommonName && slices.Contains(c.requester.Groups, csr.NodesGroup)
 }
 
 // decideGrant is the end of rec's evaluation of c, every check passed: the

@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -397,7 +398,59 @@ func TestServingSecure(t *testing.T) {
 	dnsScopeOnly := Options{AllowedDNSRegex: servingScope.AllowedDNSRegex}
 	shared := testCluster()
 	shared.nodes["n3"] = []string{"10.0.0.1"}
+	// The control-plane endpoint of the review (issue 24): a load-balancer
+	// name and VIP inside the node scope, as the API server's certificate,
+	// cluster-info, a Service and the operator reserve them.
+	endpoint := reservedCluster(map[string]string{
+		"api.example.internal":  ReservedByServingCertificate,
+		"10.0.0.100":            ReservedByServingCertificate,
+		"fd00::100":             ReservedByServingCertificate,
+		"join.example.internal": ReservedByClusterInfo,
+		"10.0.8.8":              "Service default/lb externalIPs",
+		"lb.example.internal":   "Service default/lb load-balancer ingress",
+	})
+	unread := reservedCluster(nil)
+	unread.unknown = true
+	operator := servingScope
+	operator.ReservedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.9.0/24"), netip.MustParsePrefix("::ffff:10.0.10.0/120")}
+	operator.ReservedDNS = []string{"VIP.Example.Internal.", "example.internal"}
 	cases := []ruleCase{
+		// The control-plane endpoint, inside the scope and listed by the node.
+		{name: "API server certificate's DNS name", spec: dnsOnly("api.example.internal"), node: nodeWith("api.example.internal"), cluster: endpoint, opts: servingScope,
+			verdict: Deny, reason: ReasonSANReserved, contains: []string{`"api.example.internal"`, ReservedByServingCertificate}},
+		{name: "API server certificate's DNS name, upper case, trailing dot", spec: dnsOnly("API.Example.Internal."), node: nodeWith("api.example.internal"), cluster: endpoint, opts: servingScope,
+			verdict: Deny, reason: ReasonSANReserved},
+		{name: "API server certificate's IP", spec: ipOnly("10.0.0.100"), node: nodeWith("10.0.0.100"), cluster: endpoint, opts: servingScope,
+			verdict: Deny, reason: ReasonSANReserved, contains: []string{ReservedByServingCertificate}},
+		{name: "API server certificate's IP, IPv4-mapped", spec: ipOnly("::ffff:10.0.0.100"), node: nodeWith("10.0.0.100"), cluster: endpoint, opts: servingScope,
+			verdict: Deny, reason: ReasonSANReserved},
+		{name: "API server certificate's IPv6", spec: ipOnly("fd00::100"), node: nodeWith("fd00::100"), cluster: endpoint, opts: servingScope, verdict: Deny, reason: ReasonSANReserved},
+		{name: "cluster-info server", spec: dnsOnly("join.example.internal"), node: nodeWith("join.example.internal"), cluster: endpoint, opts: servingScope,
+			verdict: Deny, reason: ReasonSANReserved, contains: []string{"kube-public/cluster-info"}},
+		{name: "Service external IP", spec: ipOnly("10.0.8.8"), node: nodeWith("10.0.8.8"), cluster: endpoint, opts: servingScope,
+			verdict: Deny, reason: ReasonSANReserved, contains: []string{"Service default/lb externalIPs"}},
+		{name: "Service load-balancer hostname", spec: dnsOnly("lb.example.internal"), node: nodeWith("lb.example.internal"), cluster: endpoint, opts: servingScope,
+			verdict: Deny, reason: ReasonSANReserved, contains: []string{"load-balancer ingress"}},
+		{name: "reserved among the node's own SANs", spec: serving(func(s *csrSpec) { s.ips = append(s.ips, net.ParseIP("10.0.0.100")) }), node: nodeWith("10.0.0.100"),
+			cluster: endpoint, opts: servingScope, verdict: Deny, reason: ReasonSANReserved},
+		{name: "the node's own addresses next to a reserved endpoint", spec: serving(nil), node: nodeN1(), cluster: endpoint, opts: servingScope, verdict: Approve},
+		{name: "operator's reserved range", spec: ipOnly("10.0.9.7"), node: nodeWith("10.0.9.7"), opts: operator,
+			verdict: Deny, reason: ReasonSANReserved, contains: []string{reservedByOptions}},
+		{name: "operator's IPv4-mapped reserved range", spec: ipOnly("10.0.10.7"), node: nodeWith("10.0.10.7"), opts: operator, verdict: Deny, reason: ReasonSANReserved},
+		{name: "operator's reserved name, canonicalised", spec: dnsOnly("vip.example.internal"), node: nodeWith("vip.example.internal"), opts: operator,
+			verdict: Deny, reason: ReasonSANReserved, contains: []string{reservedByOptions}},
+		{name: "operator's reserved name is exact: a name under it is not reserved", spec: dnsOnly("a.example.internal"), node: nodeWith("a.example.internal"), opts: operator,
+			verdict: Approve},
+		{name: "operator's reservations leave the node's own addresses", spec: serving(nil), node: nodeN1(), opts: operator, verdict: Approve},
+		// Fail closed: until the API server's certificate is read, no approval.
+		{name: "API server certificate not read yet: no opinion", spec: serving(nil), node: nodeN1(), cluster: unread, opts: servingScope,
+			verdict: Wait, reason: ReasonAPIServerNamesUnknown},
+		{name: "API server certificate not read yet: no scope waits too", spec: serving(nil), node: nodeN1(), cluster: unread, opts: Options{},
+			verdict: Wait, reason: ReasonAPIServerNamesUnknown},
+		{name: "API server certificate not read yet: statically reserved still denied", spec: ipOnly("127.0.0.1"), node: nodeWith("127.0.0.1"), cluster: unread, opts: wide,
+			verdict: Deny, reason: ReasonSANReserved},
+		{name: "API server certificate not read yet: operator's range still denied", spec: ipOnly("10.0.9.7"), node: nodeWith("10.0.9.7"), cluster: unread, opts: operator,
+			verdict: Deny, reason: ReasonSANReserved},
 		// Scope.
 		{name: "no scope: left for a human, with an Event", spec: serving(nil), node: nodeN1(), opts: Options{}, verdict: Ignore, reason: ReasonNoServingScope, notify: true},
 		{name: "only IPs in scope: a DNS name is denied", spec: serving(nil), node: nodeN1(), opts: ipsOnly, verdict: Deny, reason: ReasonSANForbiddenByPolicy},
@@ -504,5 +557,52 @@ func assertNamesNoFlag(t *testing.T, d Decision) {
 	t.Helper()
 	if f := flagLike.FindString(d.Message); f != "" || strings.Contains(strings.ToLower(d.Message), "flag") {
 		t.Errorf("%v %s: message %q names a flag (%q): flags are the command's hint", d.Verdict, d.Reason, d.Message, f)
+	}
+}
+
+// reservedClusterView is testCluster with more reserved names and addresses
+// (ClusterView.ReservedBy), by canonical form, and whether they are known.
+type reservedClusterView struct {
+	*fakeCluster
+	reserved map[string]string
+	unknown  bool
+}
+
+func reservedCluster(reserved map[string]string) *reservedClusterView {
+	return &reservedClusterView{fakeCluster: testCluster(), reserved: reserved}
+}
+
+func (r *reservedClusterView) ReservedBy(addr string) (string, bool) {
+	return r.reserved[addr], !r.unknown
+}
+
+// The operator's reserved names and ranges are checked at start: an IP
+// written as a name, a name that is no DNS name, an invalid prefix.
+func TestReservedOptions(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		opts   Options
+		option string // "" valid
+	}{
+		{"names and ranges", Options{ReservedDNS: []string{"API.example.internal.", "vip"}, ReservedCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.100/32")}}, ""},
+		{"an IP as a name", Options{ReservedDNS: []string{"10.0.0.100"}}, "ReservedDNS"},
+		{"a short IPv4 literal as a name", Options{ReservedDNS: []string{"127.1"}}, "ReservedDNS"},
+		{"a wildcard", Options{ReservedDNS: []string{"*.example.internal"}}, "ReservedDNS"},
+		{"an empty name", Options{ReservedDNS: []string{""}}, "ReservedDNS"},
+		{"an underscore", Options{ReservedDNS: []string{"x_y.example"}}, "ReservedDNS"},
+		{"an invalid prefix", Options{ReservedCIDRs: []netip.Prefix{{}}}, "ReservedCIDRs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.opts.Validate()
+			var oe *OptionError
+			switch {
+			case tc.option == "" && err != nil:
+				t.Fatalf("Validate() = %v, want nil", err)
+			case tc.option != "" && (!errors.As(err, &oe) || oe.Option != tc.option):
+				t.Fatalf("Validate() = %v, want an *OptionError for %s", err, tc.option)
+			case err != nil && strings.Contains(err.Error(), "\n"):
+				t.Errorf("error %q is more than one line", err)
+			}
+		})
 	}
 }

@@ -65,40 +65,78 @@ var reservedNames = []string{"kubernetes", "kubernetes.default", "localhost"}
 
 // checkReservedSANs: names and addresses no node may have a serving
 // certificate for, whatever the scope: the API server's (its Service's
-// ClusterIPs, its endpoints, its in-cluster names), any Service's (a
-// service CIDR, .svc names), the local host's, and special addresses. DNS
-// names must be lower-case DNS-1123 subdomains once lower-cased and without
-// a trailing dot, and must not read as an IP address.
+// ClusterIPs, its endpoints, its in-cluster names, and every name and IP
+// clients reach it by: its serving certificate's, cluster-info's server,
+// the operator's reserved names and ranges), any Service's (a service
+// CIDR, .svc names, external IPs and load-balancer ingress), the local
+// host's, and special addresses. DNS names must be lower-case DNS-1123
+// subdomains once lower-cased and without a trailing dot, and must not read
+// as an IP address. While the cluster view has not read the API server's
+// serving certificate yet, a request that nothing reserves so far waits:
+// without its names, a node could be approved for the control-plane
+// endpoint.
 func checkReservedSANs(p *Policy, c *candidate) *Decision {
+	known := true
 	for _, name := range c.req.DNSNames {
-		if why := p.reservedName(canonicalDNS(name)); why != "" {
+		why, ok := p.reservedName(c, canonicalDNS(name))
+		if why != "" {
 			return denyp(ReasonSANReserved, "DNS name %s is not allowed: %s", echo(name), why)
 		}
+		known = known && ok
 	}
 	for _, ip := range c.req.IPAddresses {
-		if why := p.reservedIP(c, ip); why != "" {
+		why, ok := p.reservedIP(c, ip)
+		if why != "" {
 			return denyp(ReasonSANReserved, "IP address %s is not allowed: %s", echo(ip.String()), why)
 		}
+		known = known && ok
+	}
+	if !known {
+		d := wait(ReasonAPIServerNamesUnknown, "the API server's serving certificate has not been read yet, so the names and addresses clients reach it by are not known: no serving certificate is approved until they are")
+		return &d
 	}
 	return nil
 }
 
-// reservedName says why a canonical DNS name is not allowed, or "".
-func (p *Policy) reservedName(name string) string {
+// reservedBy asks the cluster view who reserves a canonical name or
+// address. known is false while the view cannot tell yet.
+//
+// Seam for issue 22: a Node the cluster marks control-plane
+// (node-role.kubernetes.io/control-plane) will be allowed its own API
+// server EndpointSlice address (its host IP) here, and only that: never a
+// load-balancer name or VIP, the Service IP, or any SAN of the serving
+// certificate that is not its own endpoint. Nothing is exempt yet.
+func reservedBy(c *candidate, addr string) (why string, known bool) {
+	view := c.in.Cluster
+	if view == nil {
+		return "", true
+	}
+	source, known := view.ReservedBy(addr)
+	if source != "" {
+		return "reserved by " + echo(source), true
+	}
+	return "", known
+}
+
+// reservedName says why a canonical DNS name is not allowed, or ""; known
+// is false when the cluster view cannot tell yet.
+func (p *Policy) reservedName(c *candidate, name string) (why string, known bool) {
 	if _, err := netip.ParseAddr(name); err == nil || looksNumeric(name) {
-		return "it is an IP address, not a DNS name"
+		return "it is an IP address, not a DNS name", true
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
-		return "not a valid DNS name: " + errs[0]
+		return "not a valid DNS name: " + errs[0], true
 	}
 	domain := p.clusterDomain()
 	switch {
 	case slices.Contains(reservedNames, name), strings.HasSuffix(name, ".localhost"):
-		return "it is a name of the API server or the local host"
+		return "it is a name of the API server or the local host", true
 	case name == "svc", strings.HasSuffix(name, ".svc"), name == "svc."+domain, strings.HasSuffix(name, ".svc."+domain):
-		return "it is a Service's name (.svc)"
+		return "it is a Service's name (.svc)", true
+	case slices.ContainsFunc(p.opts.ReservedDNS, func(r string) bool { return canonicalDNS(r) == name }):
+		return "reserved by " + reservedByOptions, true
 	}
-	return ""
+	return reservedBy(c, name)
 }
 
 // looksNumeric: the last label is a decimal or hexadecimal number, which
@@ -119,31 +157,53 @@ func (p *Policy) clusterDomain() string {
 	return DefaultClusterDomain
 }
 
-// reservedIP says why an IP address is not allowed, or "".
-func (p *Policy) reservedIP(c *candidate, ip net.IP) string {
+// reservedIP says why an IP address is not allowed, or ""; known is false
+// when the cluster view cannot tell yet.
+func (p *Policy) reservedIP(c *candidate, ip net.IP) (why string, known bool) {
 	addr, ok := netip.AddrFromSlice(ip)
 	if !ok {
-		return "not an IP address"
+		return "not an IP address", true
 	}
 	addr = addr.Unmap()
 	switch {
 	case addr.IsLoopback(), addr.IsUnspecified(), addr.IsLinkLocalUnicast(), addr.IsLinkLocalMulticast(),
 		addr.IsInterfaceLocalMulticast(), addr.IsMulticast(), inPrefixes(addr, reservedPrefixes):
-		return "loopback, unspecified, link-local, multicast or broadcast"
+		return "loopback, unspecified, link-local, multicast or broadcast", true
 	case inPrefixes(addr, p.opts.ServiceCIDRs):
-		return "inside a service CIDR"
+		return "inside a service CIDR", true
+	case inPrefixes(addr, p.opts.ReservedCIDRs):
+		return "reserved by " + reservedByOptions, true
 	}
 	if view := c.in.Cluster; view != nil {
 		if inPrefixes(addr, view.ServiceCIDRs()) {
-			return "inside a service CIDR"
+			return "inside a service CIDR", true
 		}
 		for _, a := range view.APIServerAddresses() {
 			if a.Unmap() == addr {
-				return "an address of the API server"
+				return "an address of the API server", true
 			}
 		}
 	}
-	return ""
+	return reservedBy(c, addr.String())
+}
+
+// validateReserved checks ReservedCIDRs and ReservedDNS.
+func (o Options) validateReserved() error {
+	for _, p := range o.ReservedCIDRs {
+		if !p.IsValid() {
+			return &OptionError{"ReservedCIDRs", fmt.Errorf("prefix %v is not valid", p)}
+		}
+	}
+	for _, name := range o.ReservedDNS {
+		c := canonicalDNS(name)
+		if _, err := netip.ParseAddr(c); err == nil || c != "" && looksNumeric(c) {
+			return &OptionError{"ReservedDNS", fmt.Errorf("%s is an IP address, not a DNS name: reserve it as an IP range instead", echo(name))}
+		}
+		if errs := validation.IsDNS1123Subdomain(c); len(errs) > 0 {
+			return &OptionError{"ReservedDNS", fmt.Errorf("%s is not a DNS name: %s", echo(name), errs[0])}
+		}
+	}
+	return nil
 }
 
 // inPrefixes reports whether an unmapped address is in any prefix; an

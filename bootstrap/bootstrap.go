@@ -100,8 +100,9 @@ type Options struct {
 	// API server confirming the certificate (below) is what matters. It is
 	// read at every Run.
 	ClientCAFile string
-	// InsecureWarned says the caller already warned (WarnInsecure) about
-	// a bootstrap kubeconfig that skips TLS verification; Run then does
+	// InsecureWarned says the caller already warned (WarnInsecure,
+	// WarnReadable) about a bootstrap kubeconfig that skips TLS
+	// verification and about kubeconfigs others can read; Run then does
 	// not warn again.
 	InsecureWarned bool
 }
@@ -228,6 +229,7 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if cfg != nil {
 		if !opts.InsecureWarned {
 			WarnInsecure(ctx, opts.BootstrapKubeconfigPath)
+			warnReadable(logger, cfg, "kubeconfig", opts.KubeconfigPath)
 		}
 		logger.V(1).Info("Kubeconfig is usable, no bootstrap needed", "kubeconfig", opts.KubeconfigPath)
 		return &Result{Reason: "kubeconfig is usable", CertPath: cfg.CertFile, Certificate: leaf, KubeconfigPath: opts.KubeconfigPath}, nil
@@ -391,9 +393,11 @@ func refused(err error) bool {
 
 // WarnInsecure logs one line at level 0 when the bootstrap kubeconfig at
 // path sets insecure-skip-tls-verify: the bootstrap token then goes to
-// whoever answers. A file that is missing or does not load is not warned
-// about here; Run reports it when it needs the file. It does not block
-// beyond reading the file.
+// whoever answers; and one line for each file of it that holds a
+// credential and that its group or everyone can read
+// (kubeconfig.ReadableWarnings). A file that is missing or does not load is
+// not warned about here; Run reports it when it needs the file. It does not
+// block beyond reading the file.
 func WarnInsecure(ctx context.Context, path string) {
 	if path == "" {
 		return
@@ -405,6 +409,26 @@ func WarnInsecure(ctx context.Context, path string) {
 
 func warnInsecure(logger klog.Logger, cfg *rest.Config, path string) {
 	if w := kubeconfig.InsecureWarning(cfg, "bootstrap kubeconfig", path); w != "" {
+		logger.Info("WARNING: " + w)
+	}
+	warnReadable(logger, cfg, "bootstrap kubeconfig", path)
+}
+
+// WarnReadable logs one line at level 0 for each file of the kubeconfig at
+// path (what names its role, e.g. "kubeconfig") that holds a credential
+// and that its group or everyone can read (kubeconfig.ReadableWarnings). A
+// file that is missing or does not load is not warned about.
+func WarnReadable(ctx context.Context, what, path string) {
+	if path == "" {
+		return
+	}
+	if cfg, err := kubeconfig.Load(path); err == nil {
+		warnReadable(klog.FromContext(ctx), cfg, what, path)
+	}
+}
+
+func warnReadable(logger klog.Logger, cfg *rest.Config, what, path string) {
+	for _, w := range kubeconfig.ReadableWarnings(cfg, what, path) {
 		logger.Info("WARNING: " + w)
 	}
 }

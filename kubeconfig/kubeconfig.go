@@ -101,6 +101,48 @@ func InsecureWarning(cfg *rest.Config, what, path string) string {
 	return fmt.Sprintf("%s %s sets insecure-skip-tls-verify: its credentials travel over a connection that does not verify the API server, so anyone on the path can take them; set certificate-authority(-data) instead", what, path)
 }
 
+// ReadableWarnings returns one line for each file of the kubeconfig at
+// path, loaded as cfg, that holds a credential and that its group or
+// everyone may read: the kubeconfig itself when it embeds a token, a client
+// key or a password, and the client key file and token file it names. Any
+// local user who can read such a file can authenticate as its user (for a
+// bootstrap kubeconfig: request certificates for new nodes). what names
+// the file's role, e.g. "bootstrap kubeconfig". It only stats the files
+// (following links: the certificate store's -current.pem is one); a file
+// that cannot be stated is not warned about, its reader reports it. The
+// lines name the file and the chmod that fixes it, never the credential.
+func ReadableWarnings(cfg *rest.Config, what, path string) []string {
+	if cfg == nil {
+		return nil
+	}
+	var out []string
+	warn := func(file, label, holds string) {
+		fi, err := os.Stat(file)
+		if err != nil || fi.Mode().Perm()&0o044 == 0 {
+			return
+		}
+		out = append(out, fmt.Sprintf("%s is readable by its group or everyone (mode %04o) and holds %s: any local user who can read it can authenticate as its user; make it private with 'chmod 600 %s'",
+			label, fi.Mode().Perm(), holds, file))
+	}
+	// clientcmd reads a token file into BearerToken too: the token is
+	// embedded only when no file is named.
+	switch {
+	case cfg.BearerToken != "" && cfg.BearerTokenFile == "":
+		warn(path, what+" "+path, "a token")
+	case len(cfg.KeyData) > 0:
+		warn(path, what+" "+path, "a client key")
+	case cfg.Password != "":
+		warn(path, what+" "+path, "a password")
+	}
+	if cfg.KeyFile != "" {
+		warn(cfg.KeyFile, "client key "+cfg.KeyFile+" (of "+what+" "+path+")", "a private key")
+	}
+	if cfg.BearerTokenFile != "" {
+		warn(cfg.BearerTokenFile, "token file "+cfg.BearerTokenFile+" (of "+what+" "+path+")", "a token")
+	}
+	return out
+}
+
 // CAPool returns the certificate authorities cfg trusts for the API
 // server (CAData, else CAFile read with the size limit), or nil when it
 // names none (system roots, or insecure-skip-tls-verify). The error names

@@ -33,6 +33,8 @@ type approverFlags struct {
 	leaseNamespace, leaseName                        string
 	clusterDomain, liveNodeAction                    string
 	signers, ipCIDRs, serviceCIDRs                   []string
+	reservedCIDRs, reservedDNS                       []string
+	reserveServiceIPs                                bool
 	workers, burst                                   int
 	qps                                              float32
 	dryRun, leaderElect                              bool
@@ -91,6 +93,9 @@ func (f *approverFlags) register(cmd *cobra.Command) {
 	fs.StringVar(&f.dnsRegex, "allowed-dns-regex", "", "serving scope: every DNS name of a serving CSR must match this regular expression, which is always anchored (matches the whole name); unset, DNS names are never approved; with neither this nor --allowed-ip-cidrs, serving CSRs are left pending")
 	fs.StringSliceVar(&f.ipCIDRs, "allowed-ip-cidrs", nil, "serving scope: every IP of a serving CSR must be in one of these CIDRs (where nodes serve); unset, IP addresses are never approved")
 	fs.StringSliceVar(&f.serviceCIDRs, "service-cidrs", nil, "Service IP ranges, never approved in a serving certificate; used with the cluster's ServiceCIDR objects (and instead of them when there are none)")
+	fs.StringSliceVar(&f.reservedCIDRs, "reserved-cidrs", nil, "IP ranges never approved in a serving certificate, whatever the scope: the control-plane endpoint and VIPs the approver cannot see in the cluster (a load balancer in front of the API server)")
+	fs.StringSliceVar(&f.reservedDNS, "reserved-dns", nil, "DNS names (exact) never approved in a serving certificate, whatever the scope: the API server's load-balancer name and others the approver cannot see")
+	fs.BoolVar(&f.reserveServiceIPs, "reserve-service-ips", true, "never approve a Service's externalIPs or load-balancer ingress in a serving certificate; turn off only where those are the nodes' own addresses (k3s ServiceLB, externalIPs set to node IPs)")
 	fs.StringVar(&f.clusterDomain, "cluster-domain", approval.DefaultClusterDomain, "the cluster's DNS domain: names under .svc and .svc.<domain> are never approved")
 	fs.DurationVar(&f.nodeAliveGrace, "node-alive-grace", approval.DefaultNodeAliveGrace, "a Node whose kubelet Lease (or Ready heartbeat) was renewed this recently is alive: a bootstrap token may not take over its identity")
 	fs.StringVar(&f.liveNodeAction, "live-node-action", "deny", "a bootstrap client CSR for a live Node: deny, or leave it pending for a human (with one Event)")
@@ -139,6 +144,16 @@ func (f *approverFlags) policy() (*approval.Policy, error) {
 		}
 		opts.ServiceCIDRs = append(opts.ServiceCIDRs, p.Masked())
 	}
+	for _, s := range f.reservedCIDRs {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--reserved-cidrs: %w", err)}
+		}
+		opts.ReservedCIDRs = append(opts.ReservedCIDRs, p.Masked())
+	}
+	for _, s := range f.reservedDNS {
+		opts.ReservedDNS = append(opts.ReservedDNS, strings.TrimSpace(s))
+	}
 	opts.AllowedDNSRegex = f.dnsRegex
 	for _, s := range f.ipCIDRs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
@@ -166,6 +181,8 @@ var approvalFlags = map[string]string{
 	"PendingTimeout":  "--pending-timeout",
 	"AllowedIPs":      "--allowed-ip-cidrs",
 	"AllowedDNSRegex": "--allowed-dns-regex",
+	"ReservedCIDRs":   "--reserved-cidrs",
+	"ReservedDNS":     "--reserved-dns",
 }
 
 // check reports conflicting or out-of-range flags as usage errors.
@@ -234,7 +251,7 @@ func runApprover(ctx context.Context, f *approverFlags) error {
 	if err := f.checkSigners(policy); err != nil {
 		return err
 	}
-	client, eventClient, err := f.clients()
+	client, eventClient, host, err := f.clients()
 	if err != nil {
 		return err
 	}
@@ -245,6 +262,7 @@ func runApprover(ctx context.Context, f *approverFlags) error {
 	m := metrics.NewApprover()
 	opts := f.controllerOptions(client, policy, m.Hooks())
 	opts.EventClient = eventClient
+	opts.APIServer = host
 	if err := opts.Validate(); err != nil {
 		listener.Close()
 		return invalidOptions(err)
@@ -269,19 +287,20 @@ func runApprover(ctx context.Context, f *approverFlags) error {
 
 // clients returns the approver's client and one for Events: a client of
 // their own, with its own rate limiter (same limits), so that in a burst
-// Events never slow the decisions down.
-func (f *approverFlags) clients() (client, eventClient kubernetes.Interface, err error) {
+// Events never slow the decisions down; and the API server's URL, whose
+// serving certificate's names are reserved.
+func (f *approverFlags) clients() (client, eventClient kubernetes.Interface, host string, err error) {
 	cfg, err := f.restConfig()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
 	if client, err = kubernetes.NewForConfig(cfg); err != nil {
-		return nil, nil, fmt.Errorf("creating Kubernetes client: %w", err)
+		return nil, nil, "", fmt.Errorf("creating Kubernetes client: %w", err)
 	}
 	if eventClient, err = kubernetes.NewForConfig(rest.CopyConfig(cfg)); err != nil {
-		return nil, nil, fmt.Errorf("creating Kubernetes client: %w", err)
+		return nil, nil, "", fmt.Errorf("creating Kubernetes client: %w", err)
 	}
-	return client, eventClient, nil
+	return client, eventClient, cfg.Host, nil
 }
 
 func (f *approverFlags) controllerOptions(client kubernetes.Interface, p *approval.Policy, hooks approver.Hooks) approver.Options {
@@ -292,6 +311,7 @@ func (f *approverFlags) controllerOptions(client kubernetes.Interface, p *approv
 	return approver.Options{
 		Client: client, Policy: p, Signers: f.signers, Workers: f.workers, DryRun: f.dryRun,
 		SARCacheTTL: ttl, Identity: identity(), Hooks: hooks, Hint: approverHint,
+		IgnoreServiceIPs: !f.reserveServiceIPs,
 	}
 }
 
@@ -311,7 +331,9 @@ func approverHint(reason string) string {
 	case approval.ReasonExpirationTooLong:
 		return "The longest spec.expirationSeconds approved is --max-expiration"
 	case approval.ReasonSANReserved:
-		return "Service ranges come from the cluster's ServiceCIDR objects and --service-cidrs; names under .svc.<domain> use --cluster-domain"
+		return "Service ranges come from the cluster's ServiceCIDR objects and --service-cidrs; names under .svc.<domain> use --cluster-domain; the control-plane endpoint is read from the API server's serving certificate and kube-public/cluster-info, with --reserved-cidrs and --reserved-dns for more; Services' externalIPs and load-balancer ingress are reserved unless --reserve-service-ips=false"
+	case approval.ReasonAPIServerNamesUnknown:
+		return "The approver reads the API server's serving certificate with a TLS handshake to its --kubeconfig server and the default/kubernetes EndpointSlice addresses: check that it reaches them"
 	case approval.ReasonTokenBoundToOtherNode, approval.ReasonInvalidTokenBinding, approval.ReasonTokenAlreadyUsed:
 		return "A token bound to one node is made with 'tlsboot token create --node-name NODE'; revoke a misused one with 'tlsboot token delete ID'"
 	}

@@ -28,6 +28,10 @@ func TestApproverFlagErrors(t *testing.T) {
 		{[]string{"--allowed-dns-regex", "a)|(b"}, "--allowed-dns-regex"},
 		{[]string{"--max-expiration", "5m"}, "--max-expiration: 5m0s is shorter than the 10m0s"},
 		{[]string{"--pending-timeout", "-1s"}, "--pending-timeout: must not be negative"},
+		{[]string{"--reserved-cidrs", "10.0.0.100"}, "--reserved-cidrs"},
+		{[]string{"--reserved-dns", "10.0.0.100"}, `--reserved-dns: "10.0.0.100" is an IP address, not a DNS name`},
+		{[]string{"--reserved-dns", "*.example.internal"}, `--reserved-dns: "*.example.internal" is not a DNS name`},
+		{[]string{"--reserve-service-ips=maybe"}, "--reserve-service-ips"},
 		{[]string{"extra"}, "unknown command"},
 	} {
 		err := run(t.Context(), append([]string{"approver"}, tc.args...), io.Discard, io.Discard)

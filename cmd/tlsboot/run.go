@@ -135,6 +135,7 @@ TLSBOOT_RELEASE_EXECUTABLE=0 to keep those resident; see the operator guide, Mem
 			// Once per start, whether or not the credentials are used
 			// now: they will be whenever the agent has to recover.
 			bootstrap.WarnInsecure(cmd.Context(), opts.Bootstrap.BootstrapKubeconfigPath)
+			bootstrap.WarnReadable(cmd.Context(), "kubeconfig", opts.Bootstrap.KubeconfigPath)
 			opts.Bootstrap.InsecureWarned = true
 			return agent.Run(cmd.Context(), opts)
 		},

@@ -118,16 +118,16 @@ func noArgs(cmd *cobra.Command, args []string) error {
 }
 
 type tokenCreateFlags struct {
-	kubeconfig, description, nodeName, server string
-	ttl                                       time.Duration
-	groups, usages                            []string
-	printJoin                                 bool
+	kubeconfig, description, nodeName, server, tokenFile string
+	ttl                                                  time.Duration
+	groups, usages                                       []string
+	printJoin, allowNoExpiry                             bool
 }
 
 func newTokenCreateCommand() *cobra.Command {
 	var f tokenCreateFlags
 	cmd := &cobra.Command{
-		Use:   "create [TOKEN] [--ttl 24h] [--description TEXT] [--groups G,...] [--node-name NAME] [--print-join-command]",
+		Use:   "create [TOKEN | --token-file FILE] [--ttl 24h] [--description TEXT] [--groups G,...] [--node-name NAME] [--print-join-command]",
 		Short: "Create a bootstrap token and print it (or the join command)",
 		Long: `Create a bootstrap token and print it on stdout, or with --print-join-command a complete
 'tlsboot join' command with the cluster CA's pin.
@@ -138,7 +138,11 @@ the token carries a binding to that node (an extra group) and its default TTL is
 node is denied (TokenBoundToOtherNode), and so is a second key (TokenAlreadyUsed). The binding
 holds only if 'tlsboot approver' is the cluster's only approver of client certificates:
 kube-controller-manager's csrapproving ignores it (run it with --controllers=...,-csrapproving;
-docs/join.md). --ttl 0 never expires.`,
+docs/join.md). --ttl 0 never expires; an unbound token that never expires lets whoever finds it
+join nodes under any name until someone deletes it, so it needs --allow-no-expiry as well (kubeadm's
+'token create --ttl 0' needs no such flag; the token made is the same). TOKEN on the command line
+is visible to other local users while the command runs: --token-file FILE reads it from a private
+file instead.`,
 		Example: `  tlsboot token create --print-join-command
   tlsboot token create --node-name worker-1.example.com --print-join-command
   tlsboot token create --ttl 2h --description "rack 4" --groups system:bootstrappers:rack4`,
@@ -149,7 +153,15 @@ docs/join.md). --ttl 0 never expires.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			spec, err := f.spec(cmd.Flags().Changed("ttl"), args, time.Now())
+			src := tokenSources{argsName: "TOKEN", file: f.tokenFile, stdin: cmd.InOrStdin()}
+			if len(args) == 1 {
+				src.args, src.argsGiven = args[0], true
+			}
+			given, from, err := src.resolve()
+			if err != nil {
+				return err
+			}
+			spec, err := f.spec(cmd.Flags().Changed("ttl"), given, from != tokenFromNone, time.Now())
 			if err != nil {
 				return err
 			}
@@ -176,7 +188,9 @@ docs/join.md). --ttl 0 never expires.`,
 	}
 	fs := cmd.Flags()
 	addAdminKubeconfigFlag(fs, &f.kubeconfig)
-	fs.DurationVar(&f.ttl, "ttl", token.DefaultTTL, "how long the token is valid; 0 never expires (default 1h with --node-name)")
+	fs.DurationVar(&f.ttl, "ttl", token.DefaultTTL, "how long the token is valid; 0 never expires (needs --allow-no-expiry without --node-name) (default 1h with --node-name)")
+	fs.BoolVar(&f.allowNoExpiry, "allow-no-expiry", false, "allow --ttl 0 for a token not bound to a node: it never expires, so whoever finds it can join nodes until it is deleted")
+	fs.StringVar(&f.tokenFile, "token-file", "", "create the token ID.SECRET held in this file (mode 0600) instead of a random one; - reads one line of stdin")
 	fs.StringVar(&f.description, "description", "", "a description of how the token is used, shown by token list")
 	fs.StringSliceVar(&f.groups, "groups", []string{token.DefaultGroup}, "extra groups the token authenticates as; each must match "+`system:bootstrappers:[a-z0-9:-]{0,255}[a-z0-9]`)
 	fs.StringSliceVar(&f.usages, "usages", token.DefaultUsages, "how the token may be used: signing (discovery), authentication")
@@ -186,23 +200,28 @@ docs/join.md). --ttl 0 never expires.`,
 	return cmd
 }
 
-// spec turns the flags into a token spec, or a usage error.
-func (f *tokenCreateFlags) spec(ttlSet bool, args []string, now time.Time) (token.Spec, error) {
-	var tok token.Token
-	var err error
-	if len(args) == 1 {
-		if tok, err = token.Parse(args[0]); err != nil {
-			return token.Spec{}, usageError{fmt.Errorf("TOKEN: %w", err)}
+// spec turns the flags and the given token (if given, else a random one)
+// into a token spec, or a usage error.
+func (f *tokenCreateFlags) spec(ttlSet bool, tok token.Token, given bool, now time.Time) (token.Spec, error) {
+	if !given {
+		var err error
+		if tok, err = token.Generate(); err != nil {
+			return token.Spec{}, err
 		}
-	} else if tok, err = token.Generate(); err != nil {
-		return token.Spec{}, err
 	}
 	ttl := f.ttl
 	if f.nodeName != "" && !ttlSet {
 		ttl = token.BoundTTL
 	}
-	if ttl < 0 {
+	switch {
+	case ttl < 0:
 		return token.Spec{}, usageError{fmt.Errorf("--ttl %s is negative", ttl)}
+	case ttl == 0 && f.nodeName == "" && !f.allowNoExpiry:
+		// kubeadm creates such a token without asking; the format is the
+		// same, only this command wants the choice spelt out.
+		return token.Spec{}, usageError{errors.New("--ttl 0 makes a token that never expires, and without --node-name whoever finds it can join nodes under any name until it is deleted: give a --ttl (e.g. 24h), bind it with --node-name, or add --allow-no-expiry if that is meant")}
+	case f.allowNoExpiry && ttl != 0:
+		return token.Spec{}, usageError{fmt.Errorf("--allow-no-expiry is for --ttl 0, but the token expires after %s: drop --allow-no-expiry, or pass --ttl 0", ttl)}
 	}
 	spec := token.Spec{Token: tok, Description: f.description, Usages: f.usages, Groups: f.groups, NodeName: f.nodeName}
 	if ttl > 0 {

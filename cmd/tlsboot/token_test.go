@@ -16,7 +16,7 @@ func TestTokenCreateSpec(t *testing.T) {
 		name    string
 		f       tokenCreateFlags
 		ttlSet  bool
-		args    []string
+		tok     string    // given token, "" for a random one
 		expires time.Time // zero: never
 		groups  []string
 		want    string // usage error substring
@@ -24,16 +24,29 @@ func TestTokenCreateSpec(t *testing.T) {
 		{name: "defaults", f: tokenCreateFlags{ttl: token.DefaultTTL, groups: []string{token.DefaultGroup}, usages: token.DefaultUsages}, expires: now.Add(24 * time.Hour)},
 		{name: "bound defaults to 1h", f: tokenCreateFlags{ttl: token.DefaultTTL, groups: []string{token.DefaultGroup}, usages: token.DefaultUsages, nodeName: "n1.example.com"}, expires: now.Add(time.Hour)},
 		{name: "bound with explicit ttl", f: tokenCreateFlags{ttl: 3 * time.Hour, groups: []string{token.DefaultGroup}, usages: token.DefaultUsages, nodeName: "n1"}, ttlSet: true, expires: now.Add(3 * time.Hour)},
-		{name: "ttl 0 never expires", f: tokenCreateFlags{ttl: 0, usages: token.DefaultUsages}, ttlSet: true},
-		{name: "given token", f: tokenCreateFlags{ttl: time.Hour, usages: token.DefaultUsages}, args: []string{testToken}, expires: now.Add(time.Hour)},
-		{name: "malformed given token", f: tokenCreateFlags{ttl: time.Hour, usages: token.DefaultUsages}, args: []string{"abcdef.0123456789abcdeF"}, want: "TOKEN: malformed bootstrap token"},
+		// Issue 24, finding 7: an unbound token that never expires needs
+		// the explicit flag; a bound one does not (the approver lets it
+		// make one node's first certificate only).
+		{name: "ttl 0 unbound needs --allow-no-expiry", f: tokenCreateFlags{ttl: 0, usages: token.DefaultUsages}, ttlSet: true, want: "--ttl 0 makes a token that never expires, and without --node-name whoever finds it can join nodes under any name until it is deleted: give a --ttl (e.g. 24h), bind it with --node-name, or add --allow-no-expiry"},
+		{name: "ttl 0 unbound with --allow-no-expiry never expires", f: tokenCreateFlags{ttl: 0, usages: token.DefaultUsages, allowNoExpiry: true}, ttlSet: true},
+		{name: "ttl 0 bound never expires", f: tokenCreateFlags{ttl: 0, usages: token.DefaultUsages, nodeName: "n1"}, ttlSet: true},
+		{name: "--allow-no-expiry with a ttl", f: tokenCreateFlags{ttl: time.Hour, usages: token.DefaultUsages, allowNoExpiry: true}, ttlSet: true, want: "--allow-no-expiry is for --ttl 0, but the token expires after 1h0m0s"},
+		{name: "--allow-no-expiry with the default ttl", f: tokenCreateFlags{ttl: token.DefaultTTL, usages: token.DefaultUsages, allowNoExpiry: true}, want: "--allow-no-expiry is for --ttl 0"},
+		{name: "given token", f: tokenCreateFlags{ttl: time.Hour, usages: token.DefaultUsages}, tok: testToken, expires: now.Add(time.Hour)},
 		{name: "negative ttl", f: tokenCreateFlags{ttl: -time.Hour, usages: token.DefaultUsages}, ttlSet: true, want: "negative"},
 		{name: "bad group", f: tokenCreateFlags{ttl: time.Hour, usages: token.DefaultUsages, groups: []string{"system:masters"}}, want: "is invalid"},
 		{name: "bad usage", f: tokenCreateFlags{ttl: time.Hour, usages: []string{"everything"}}, want: "valid usage options"},
 		{name: "bad node", f: tokenCreateFlags{ttl: time.Hour, usages: token.DefaultUsages, nodeName: "UPPER"}, want: "not a valid node name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			spec, err := tc.f.spec(tc.ttlSet, tc.args, now)
+			var given token.Token
+			if tc.tok != "" {
+				var err error
+				if given, err = token.Parse(tc.tok); err != nil {
+					t.Fatal(err)
+				}
+			}
+			spec, err := tc.f.spec(tc.ttlSet, given, tc.tok != "", now)
 			if tc.want != "" {
 				if err == nil || exitCode(err) != 2 || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("spec = %v, want usage error %q", err, tc.want)
@@ -47,7 +60,7 @@ func TestTokenCreateSpec(t *testing.T) {
 			if !spec.Expires.Equal(tc.expires) {
 				t.Errorf("expires %v, want %v", spec.Expires, tc.expires)
 			}
-			if len(tc.args) == 1 && spec.Token.Value() != tc.args[0] {
+			if tc.tok != "" && spec.Token.Value() != tc.tok || tc.tok == "" && spec.Token.Value() == "" {
 				t.Errorf("token %v, want the given one", spec.Token)
 			}
 			if spec.NodeName != tc.f.nodeName {
@@ -109,6 +122,10 @@ func TestTokenUsageErrors(t *testing.T) {
 		{[]string{"token", "delete", "ABCDEF"}, "must be 6 characters"},
 		{[]string{"token", "list", "-o", "yaml"}, "text and json"},
 		{[]string{"token", "create", testToken, "extra"}, "at most one TOKEN"},
+		{[]string{"token", "create", "abcdef.0123456789abcdeF"}, "TOKEN: malformed bootstrap token"},
+		{[]string{"token", "create", testToken, "--token-file", "/nonexistent/token"}, "the bootstrap token is given 2 times (TOKEN and --token-file)"},
+		{[]string{"token", "create", "--token-file", "/nonexistent/token"}, "--token-file /nonexistent/token does not exist"},
+		{[]string{"token", "create", "--ttl", "0", "--kubeconfig", "/nonexistent/admin.conf"}, "--ttl 0 makes a token that never expires"},
 		{[]string{"token", "create", "--kubeconfig", "/nonexistent/admin.conf"}, "cannot read the admin kubeconfig /nonexistent/admin.conf"},
 		{[]string{"setup", "--kubeconfig", "/nonexistent/admin.conf"}, "cannot read the admin kubeconfig"},
 		{[]string{"setup", "extra"}, "takes no arguments"},

@@ -11,6 +11,8 @@
 package approver
 
 import (
+	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -61,6 +63,10 @@ type Hooks struct {
 	SubjectAccessReview func(cached bool, err error)
 	// Leading is called when this replica gains (true) or loses leadership.
 	Leading func(leading bool)
+	// EventDropped is called for every Event the default recorder did not
+	// write: "rate_limited" (its requester had its Events for the minute)
+	// or "queue_full".
+	EventDropped func(reason string)
 }
 
 // Options configures a Controller.
@@ -101,6 +107,20 @@ type Options struct {
 	// Event and the log line, never to the CSR's condition.
 	Hint  func(reason string) string
 	Hooks Hooks
+	// APIServer is the API server the approver's client talks to (its
+	// kubeconfig's server URL, or host:port). Its serving certificate's
+	// names and addresses, and those of the certificates served at the
+	// default/kubernetes EndpointSlice addresses, are never approved in a
+	// serving certificate; until one of them was read, serving CSRs wait
+	// (apiserver_sans.go). Empty: only the EndpointSlice addresses are read.
+	APIServer string
+	// ReadCertificate returns the certificate a server presents; default:
+	// an unverified TLS handshake, bounded in time. For tests.
+	ReadCertificate func(ctx context.Context, addr, sni string) (*x509.Certificate, error)
+	// IgnoreServiceIPs stops reserving Services' externalIPs and
+	// load-balancer ingress (where those are the nodes' own addresses, as
+	// with k3s's ServiceLB), and stops watching Services.
+	IgnoreServiceIPs bool
 }
 
 // Validate reports the first invalid option.
@@ -161,6 +181,9 @@ type Controller struct {
 	nodes   corelisters.NodeLister
 	leases  coordinationlisters.LeaseNamespaceLister
 	cluster *clusterView
+	// budget bounds the pending request bytes cached per requester, for
+	// every signer's informer (transform.go).
+	budget *pendingBudget
 	// notified remembers the CSRs left pending with an Event, so that
 	// each gets one (see Decision.Notify).
 	notified notifiedSet
@@ -171,6 +194,10 @@ type Controller struct {
 	ready    atomic.Bool // caches synced
 	// recorder is set by Run before any worker starts.
 	recorder EventRecorder
+
+	// leaseSeen and readySeen: when the approver saw each node's Lease
+	// and Ready heartbeat change (lease.go).
+	leaseSeen, readySeen *seenLog
 }
 
 // New builds a controller; nothing runs until Run.
@@ -184,6 +211,7 @@ func New(opts Options) (*Controller, error) {
 		authz:    newSARAuthorizer(opts.Client.AuthorizationV1().SubjectAccessReviews(), opts.SARCacheTTL, opts.Clock, opts.Hooks.SubjectAccessReview),
 		csrs:     map[string]certinformers.CertificateSigningRequestInformer{},
 		cluster:  &clusterView{},
+		budget:   newPendingBudget(approval.MaxPendingBytesPerRequester),
 		limiter:  workqueue.NewTypedItemExponentialFailureRateLimiter[key](baseRetryDelay, opts.MaxRetryDelay),
 		recorder: opts.Recorder, // nil: Run starts an eventWriter
 	}
@@ -191,7 +219,7 @@ func New(opts Options) (*Controller, error) {
 	if err := c.watchCSRs(); err != nil {
 		return nil, err
 	}
-	for _, watch := range []func() error{c.watchNodes, c.watchLeases, c.watchAPIServer} {
+	for _, watch := range []func() error{c.watchNodes, c.watchLeases, c.watchAPIServer, c.watchReserved} {
 		if err := watch(); err != nil {
 			return nil, err
 		}
@@ -202,8 +230,9 @@ func New(opts Options) (*Controller, error) {
 // watchCSRs makes one informer per signer, filtered by the API server on
 // spec.signerName, indexed by the node the CSR names and by the requester
 // of a bound token (see boundRequesterIndex). The cache holds the
-// transformCSR form of each CSR: no metadata, and no request over
-// approval.MaxRequestBytes.
+// transformCSR form of each CSR: no metadata, no request over
+// approval.MaxRequestBytes or past its requester's pending budget, and no
+// request or certificate once decided.
 func (c *Controller) watchCSRs() error {
 	for _, signer := range c.opts.Signers {
 		selector := fields.OneTermEqualSelector("spec.signerName", signer).String()
@@ -211,10 +240,10 @@ func (c *Controller) watchCSRs() error {
 			informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.FieldSelector = selector }))
 		// Registered first, so that the typed informer below is this one.
 		f.InformerFor(&certificatesv1.CertificateSigningRequest{}, func(client kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-			return newCSRInformer(client, selector, resync)
+			return newCSRInformer(client, selector, resync, c.budget.transformCSR)
 		})
 		inf := f.Certificates().V1().CertificateSigningRequests()
-		if err := inf.Informer().SetTransform(transformCSR); err != nil {
+		if err := c.budget.attach(inf.Informer()); err != nil {
 			return fmt.Errorf("watching certificate signing requests: %w", err)
 		}
 		if err := inf.Informer().AddIndexers(cache.Indexers{nodeIndex: indexByNode, boundRequesterIndex: indexByBoundRequester}); err != nil {

@@ -322,6 +322,7 @@ func TestNodeAppearingRequeues(t *testing.T) {
 	h := start(t, client, func(o *Options) {
 		o.MaxRetryDelay = time.Hour
 		o.Policy, _ = approval.New(approval.Options{AllowedIPs: tenSlash8})
+		withServingCertificate(o) // apiserver_sans_test.go
 	})
 	h.create(t, obj)
 	err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {

@@ -36,6 +36,12 @@ type clusterView struct {
 	services     corelisters.ServiceNamespaceLister  // default, restricted to "kubernetes"
 	slices       discoverylisters.EndpointSliceNamespaceLister
 	nodes        cache.Indexer
+	// serving, clusterInfo and reservingServices are what ReservedBy
+	// reads (reserved.go); reservingServices is nil with
+	// Options.IgnoreServiceIPs.
+	serving           *servingNames
+	clusterInfo       cache.Store
+	reservingServices cache.Indexer
 }
 
 var _ approval.ClusterView = (*clusterView)(nil)

@@ -43,15 +43,26 @@ type EventRecorder interface {
 // one object. One Event per CSR is written here, never aggregated; if even
 // this queue overflows (the API server is down for long), Events are
 // dropped and counted in the log — the CSR's condition remains the record.
+//
+// Per requester, at most eventsPerRequester Events are written in each
+// eventWindow (limit): a requester that floods the approver with CSRs
+// that are denied gets its first few Events, then none until the window
+// ends; each CSR still gets its condition. What is not written is counted
+// (dropped, the metric tlsboot_approver_events_dropped_total).
 type eventWriter struct {
 	client    kubernetes.Interface
 	logger    klog.Logger
 	source    corev1.EventSource
 	clock     clock.PassiveClock
 	approvals bool // also record approvals
-	queue     chan *corev1.Event
-	stopOnce  sync.Once
-	wg        sync.WaitGroup
+	// limit, if not nil, bounds the Events per requester.
+	limit *eventLimiter
+	// dropped, if not nil, is called for every Event not written, with
+	// why: "rate_limited" or "queue_full".
+	dropped  func(reason string)
+	queue    chan *corev1.Event
+	stopOnce sync.Once
+	wg       sync.WaitGroup
 }
 
 const (
@@ -63,19 +74,22 @@ var _ EventRecorder = (*eventWriter)(nil)
 
 func newEventWriter(logger klog.Logger, client kubernetes.Interface, identity string, clk clock.PassiveClock) *eventWriter {
 	return &eventWriter{client: client, logger: logger, clock: clk, queue: make(chan *corev1.Event, eventQueueSize),
-		source: corev1.EventSource{Component: "tlsboot-approver", Host: identity}}
+		source: corev1.EventSource{Component: "tlsboot-approver", Host: identity},
+		limit:  newEventLimiter(clk, eventsPerRequester, eventWindow)}
 }
 
 // StartEventWriter starts the Event writer that Run starts when
 // Options.Recorder is nil, for a caller that passes it as Options.Recorder
 // instead: the benchmark, which compares Event policies. With approvals,
-// every approval gets an Event too (Run's writer records none).
+// every approval gets an Event too (Run's writer records none). It writes
+// every Event, with no limit per requester: it compares what Events cost.
 //
 // Events are written until stop is called: stop waits for the queue to be
 // drained, for at most eventsTimeout once ctx is done. Event never blocks.
 func StartEventWriter(ctx context.Context, client kubernetes.Interface, identity string, approvals bool) (rec EventRecorder, stop func()) {
 	w := newEventWriter(klog.FromContext(ctx), client, identity, clock.RealClock{})
 	w.approvals = approvals
+	w.limit = nil
 	writeCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.start(writeCtx)
 	return w, func() {
@@ -116,11 +130,23 @@ func approvalEvent(eventtype, reason string) bool {
 }
 
 // Event queues an Event about a CSR, unless it records an approval and
-// approvals are not recorded; it never blocks.
+// approvals are not recorded, or its requester used up its Events for
+// now (only Events that are not approvals count); it never blocks.
 func (w *eventWriter) Event(object runtime.Object, eventtype, reason, message string) {
 	csr, ok := object.(*certificatesv1.CertificateSigningRequest)
 	if !ok || (!w.approvals && approvalEvent(eventtype, reason)) {
 		return
+	}
+	if !approvalEvent(eventtype, reason) {
+		switch allowed, first := w.limit.allow(csr.Spec.Username); {
+		case first:
+			w.logger.Info("Too many Events about the certificate signing requests of one requester: recording no more for now", "requester", csr.Spec.Username,
+				"csr", csr.Name, "limit", eventsPerRequester, "window", eventWindow)
+			fallthrough
+		case !allowed:
+			w.drop("rate_limited")
+			return
+		}
 	}
 	now := metav1.NewTime(w.clock.Now())
 	ev := &corev1.Event{
@@ -139,6 +165,84 @@ func (w *eventWriter) Event(object runtime.Object, eventtype, reason, message st
 	case w.queue <- ev:
 	default:
 		w.logger.V(1).Info("Event queue full: dropping event", "csr", csr.Name, "reason", reason)
+		w.drop("queue_full")
+	}
+}
+
+func (w *eventWriter) drop(why string) {
+	if w.dropped != nil {
+		w.dropped(why)
+	}
+}
+
+// At most eventsPerRequester Events per requester in each eventWindow.
+// Why 10 a minute: an operator reading `kubectl get events` needs a few
+// examples of why a requester's CSRs are refused, not one per CSR; a
+// requester's flood of 1,500 denied CSRs wrote 1,500 Events before
+// (BENCHMARKS.md, "Approver memory under a CSR flood"). At most
+// maxEventRequesters requesters are tracked at once: past that (thousands of
+// distinct identities refused within one minute), Events are dropped until
+// windows expire, so that the limiter's memory is bounded too.
+const (
+	eventsPerRequester = 10
+	eventWindow        = time.Minute
+	maxEventRequesters = 10000
+)
+
+// eventLimiter counts Events per requester in fixed windows that start
+// with the requester's first Event. A nil *eventLimiter allows everything.
+type eventLimiter struct {
+	clock  clock.PassiveClock
+	limit  int
+	window time.Duration
+
+	mu   sync.Mutex // guards seen
+	seen map[string]*eventCount
+}
+
+type eventCount struct {
+	start time.Time
+	n     int
+}
+
+func newEventLimiter(clk clock.PassiveClock, limit int, window time.Duration) *eventLimiter {
+	return &eventLimiter{clock: clk, limit: limit, window: window, seen: map[string]*eventCount{}}
+}
+
+// allow reports whether requester may have one more Event now, and whether
+// this is the first refusal of its window (to log once).
+func (l *eventLimiter) allow(requester string) (allowed, firstRefusal bool) {
+	if l == nil {
+		return true, false
+	}
+	now := l.clock.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c, ok := l.seen[requester]
+	if ok && now.Sub(c.start) >= l.window {
+		c, ok = nil, false
+		delete(l.seen, requester)
+	}
+	if !ok {
+		if len(l.seen) >= maxEventRequesters {
+			l.expire(now)
+		}
+		if len(l.seen) >= maxEventRequesters {
+			return false, false
+		}
+		c = &eventCount{start: now}
+		l.seen[requester] = c
+	}
+	c.n++
+	return c.n <= l.limit, c.n == l.limit+1
+}
+
+// expire forgets the windows that ended by now. l.mu is held.
+func (l *eventLimiter) expire(now time.Time) {
+	for r, c := range l.seen {
+		if now.Sub(c.start) >= l.window {
+			delete(l.seen, r)
+		}
 	}
 }
 

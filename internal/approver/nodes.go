@@ -46,6 +46,15 @@ func (c *Controller) watchNodes() error {
 	if err := inf.Informer().AddIndexers(cache.Indexers{addressIndex: indexByAddress}); err != nil {
 		return fmt.Errorf("indexing nodes: %w", err)
 	}
+	// Ready heartbeats, by the approver's clock (lease.go): the live-node
+	// check of a node without a Lease.
+	c.readySeen = newSeenLog(c.opts.Clock, inf.Informer())
+	if err := c.readySeen.watchErrors(inf.Informer()); err != nil {
+		return fmt.Errorf("watching nodes: %w", err)
+	}
+	if _, err := inf.Informer().AddEventHandler(c.readySeen.handler(readyStamp, c.requeueNode)); err != nil {
+		return fmt.Errorf("watching nodes: %w", err)
+	}
 	_, err := inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { c.nodeChanged(obj) },
 		UpdateFunc: func(old, obj any) {
@@ -74,6 +83,15 @@ func (c *Controller) watchLeases() error {
 	if err := inf.Informer().SetTransform(transformLease); err != nil {
 		return fmt.Errorf("watching node leases: %w", err)
 	}
+	// When the approver saw each Lease renewed, by its own clock
+	// (lease.go); a renewal also requeues the CSRs naming the node.
+	c.leaseSeen = newSeenLog(c.opts.Clock, inf.Informer())
+	if err := c.leaseSeen.watchErrors(inf.Informer()); err != nil {
+		return fmt.Errorf("watching node leases: %w", err)
+	}
+	if _, err := inf.Informer().AddEventHandler(c.leaseSeen.handler(leaseStamp, c.requeueNode)); err != nil {
+		return fmt.Errorf("watching node leases: %w", err)
+	}
 	c.leases = inf.Lister().Leases(nodeLeaseNamespace)
 	c.synced = append(c.synced, inf.Informer().HasSynced)
 	c.starts = append(c.starts, f.Start)
@@ -100,6 +118,10 @@ func (c *Controller) watchAPIServer() error {
 	}
 	c.cluster.services = svc.Lister().Services(apiServerNamespace)
 	c.cluster.slices = eps.Lister().EndpointSlices(apiServerNamespace)
+	// A changed endpoint is read again at once (apiserver_sans.go).
+	if _, err := eps.Informer().AddEventHandler(c.refreshOnChange()); err != nil {
+		return fmt.Errorf("watching the endpoints of the %s service: %w", apiServerService, err)
+	}
 	c.synced = append(c.synced, svc.Informer().HasSynced, eps.Informer().HasSynced)
 	c.starts = append(c.starts, sf.Start, ef.Start)
 	return nil
@@ -133,12 +155,15 @@ func (c *Controller) watchServiceCIDRs(ctx context.Context) error {
 
 // nodeChanged requeues the pending CSRs that name the node.
 func (c *Controller) nodeChanged(obj any) {
-	node, ok := obj.(*corev1.Node)
-	if !ok {
-		return
+	if node, ok := obj.(*corev1.Node); ok {
+		c.requeueNode(node.Name)
 	}
+}
+
+// requeueNode requeues the pending CSRs that name the node name.
+func (c *Controller) requeueNode(name string) {
 	for signer, inf := range c.csrs {
-		objs, _ := inf.Informer().GetIndexer().ByIndex(nodeIndex, node.Name)
+		objs, _ := inf.Informer().GetIndexer().ByIndex(nodeIndex, name)
 		for _, o := range objs {
 			if csr, ok := o.(*certificatesv1.CertificateSigningRequest); ok {
 				c.queue.Add(key{signer, csr.Name})

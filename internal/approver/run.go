@@ -43,6 +43,7 @@ func (c *Controller) Run(ctx context.Context, le *LeaderElection) error {
 	if !cache.WaitForCacheSync(ctx.Done(), c.synced...) {
 		return fmt.Errorf("waiting for informer caches: %w", context.Cause(ctx))
 	}
+	defer c.startServingNames(ctx)() // the reserved names (apiserver_sans.go)
 	c.ready.Store(true)
 	logger.Info("Caches synced", "signers", c.opts.Signers, "workers", c.opts.Workers, "dry_run", c.opts.DryRun)
 	if le == nil {
@@ -60,6 +61,7 @@ func (c *Controller) startRecorder(ctx context.Context) (stop func()) {
 		return func() {}
 	}
 	w := newEventWriter(klog.FromContext(ctx), c.opts.EventClient, c.opts.Identity, c.opts.Clock)
+	w.dropped = c.opts.Hooks.EventDropped
 	writeCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	w.start(writeCtx)
 	c.recorder = w

@@ -96,8 +96,8 @@ const maxMessageBytes = 4 * approval.MaxEchoBytes
 // common name names and that node's Lease, the cluster view, the size of a
 // request the cache dropped, the time. The error is sameRequester's.
 func (c *Controller) input(csr *certificatesv1.CertificateSigningRequest) (approval.Input, error) {
-	in := approval.Input{CSR: csr, Now: c.opts.Clock.Now(), Cluster: c.cluster, DroppedRequestBytes: DroppedRequestBytes(csr)}
-	if in.DroppedRequestBytes > 0 {
+	in := approval.Input{CSR: csr, Now: c.opts.Clock.Now(), Cluster: c.cluster, DroppedRequestBytes: DroppedRequestBytes(csr), OverPendingBudget: OverPendingBudget(csr)}
+	if in.DroppedRequestBytes > 0 || in.OverPendingBudget {
 		return in, nil // nothing to parse: denied by name
 	}
 	var err error
@@ -111,6 +111,7 @@ func (c *Controller) input(csr *certificatesv1.CertificateSigningRequest) (appro
 		if lease, err := c.leases.Get(name); err == nil {
 			in.NodeLease = lease
 		}
+		in.Heartbeats = c.heartbeats(name)
 	}
 	return in, nil
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 )
 
@@ -165,29 +166,185 @@ func describeType(m fs.FileMode) string {
 	return "not a regular file"
 }
 
-// InsecureDirError reports a directory that users other than its owner
-// can write to: they could replace or plant the files tlsboot keeps there.
+// InsecureDirError reports a directory tlsboot keeps files in that another
+// user could change: they could replace or plant the files tlsboot keeps
+// there. Path is the directory checked; Unsafe is what is wrong with it, or
+// with a symbolic link or parent directory on its way from /.
 type InsecureDirError struct {
 	Path string
-	Mode fs.FileMode
-	What string // e.g. "certificate directory"
+	Mode fs.FileMode // of Unsafe
+	What string      // e.g. "certificate directory"
+	// Unsafe is the path found unsafe: Path, the directory a symbolic
+	// link Path leads to, a parent of either, or such a link itself.
+	Unsafe string
+	// Kind says what is wrong with Unsafe.
+	Kind InsecureKind
+	// Owner is Unsafe's owner (uid); EUID the user tlsboot runs as.
+	Owner, EUID int
 }
+
+// InsecureKind is what InsecureDirError found.
+type InsecureKind int
+
+const (
+	// DirWritable: the directory is group- or world-writable.
+	DirWritable InsecureKind = iota
+	// DirOwner: the directory is owned by another user than the
+	// effective user or root.
+	DirOwner
+	// ParentWritable: a directory above it (or holding a symbolic link on
+	// the way) is group- or world-writable without the sticky bit, so
+	// other users can rename the entry away and put their own in its place.
+	ParentWritable
+	// ParentOwner: a directory above it is owned by another user than the
+	// effective user or root, who can do the same.
+	ParentOwner
+	// LinkOwner: a symbolic link on the way is owned by another user than
+	// the effective user or root.
+	LinkOwner
+)
 
 func (e *InsecureDirError) Error() string {
+	unsafe := e.Unsafe
+	if unsafe == "" {
+		unsafe = e.Path
+	}
+	const risk = "anyone who can change it can replace the node's keys and certificates; tlsboot does not change it"
+	switch e.Kind {
+	case DirOwner:
+		return fmt.Sprintf("%s %s is owned by uid %d, not by the user tlsboot runs as (uid %d) or root: %s, give it to this user with 'chown %d %s' (or use another directory) and run again",
+			e.What, e.describe(unsafe), e.Owner, e.EUID, risk, e.EUID, unsafe)
+	case ParentWritable:
+		return fmt.Sprintf("%s %s is inside %s, writable by its group or by everyone without the sticky bit (mode %04o): %s, run 'chmod go-w %s' (or use another directory) and run again",
+			e.What, e.Path, unsafe, e.Mode.Perm(), risk, unsafe)
+	case ParentOwner:
+		return fmt.Sprintf("%s %s is inside %s, owned by uid %d, not by the user tlsboot runs as (uid %d) or root: %s, run 'chown %d %s' (or use a directory outside it) and run again",
+			e.What, e.Path, unsafe, e.Owner, e.EUID, risk, e.EUID, unsafe)
+	case LinkOwner:
+		return fmt.Sprintf("%s %s leads through the symbolic link %s, owned by uid %d, not by the user tlsboot runs as (uid %d) or root: %s, replace the link with one this user owns (or use the real directory) and run again",
+			e.What, e.Path, unsafe, e.Owner, e.EUID, risk)
+	}
 	return fmt.Sprintf("%s %s is writable by its group or by everyone (mode %04o): anyone who can write there can replace the node's keys and certificates; tlsboot does not change it, make it private with 'chmod 700 %s' and run again",
-		e.What, e.Path, e.Mode.Perm(), e.Path)
+		e.What, e.describe(unsafe), e.Mode.Perm(), unsafe)
 }
 
-// CheckDir returns an *InsecureDirError when the directory dir (symbolic
-// links followed) is group- or world-writable, and the error of stat
-// otherwise, if any. It changes nothing.
+// describe names the directory checked, and where a link led.
+func (e *InsecureDirError) describe(unsafe string) string {
+	if unsafe == e.Path {
+		return e.Path
+	}
+	return e.Path + " (" + unsafe + ")"
+}
+
+// maxLinks bounds the symbolic links CheckDir follows, as the kernel does
+// (ELOOP after 40).
+const maxLinks = 40
+
+// CheckDir returns an *InsecureDirError when a user other than the effective
+// user and root could replace the files of the directory dir, the way ssh's
+// StrictModes judges a home directory:
+//   - dir must be owned by the effective user or root, and be neither group-
+//     nor world-writable;
+//   - every directory above it, up to /, must be owned by the effective
+//     user or root, and be group- or world-writable only with the sticky
+//     bit (as /tmp is: there nobody else can rename our entry);
+//   - dir may be a symbolic link (/var/lib/kubelet/pki is on some systems)
+//     owned by the effective user or root, whose parents pass the same
+//     check; the directory it leads to is then checked as above.
+//
+// A dir that is not a directory passes (its user fails on it with a clearer
+// error); the error of lstat is returned as is (fs.ErrNotExist included).
+// CheckDir changes nothing.
 func CheckDir(dir, what string) error {
-	fi, err := os.Stat(dir)
+	euid := os.Geteuid()
+	path, err := filepath.Abs(dir)
 	if err != nil {
 		return err
 	}
-	if fi.IsDir() && fi.Mode().Perm()&0o022 != 0 {
-		return &InsecureDirError{Path: dir, Mode: fi.Mode(), What: what}
+	fail := func(unsafe string, fi fs.FileInfo, kind InsecureKind) error {
+		return &InsecureDirError{Path: dir, What: what, Unsafe: unsafe, Mode: fi.Mode(), Kind: kind, Owner: ownerOf(fi), EUID: euid}
 	}
-	return nil
+	for links := 0; ; links++ {
+		fi, err := os.Lstat(path)
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink == 0 {
+			if !fi.IsDir() {
+				return nil
+			}
+			if !trusted(fi, euid) {
+				return fail(displayed(dir, path), fi, DirOwner)
+			}
+			if fi.Mode().Perm()&0o022 != 0 {
+				return fail(displayed(dir, path), fi, DirWritable)
+			}
+			return checkParents(path, euid, fail)
+		}
+		if links == maxLinks {
+			return &fs.PathError{Op: "lstat", Path: dir, Err: syscall.ELOOP}
+		}
+		if !trusted(fi, euid) {
+			return fail(path, fi, LinkOwner)
+		}
+		// Whoever can write the link's directory can replace the link.
+		if err := checkParents(path, euid, fail); err != nil {
+			return err
+		}
+		target, err := os.Readlink(path)
+		if err != nil {
+			return err
+		}
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(filepath.Dir(path), target)
+		}
+		path = filepath.Clean(target)
+	}
+}
+
+// displayed is the path to name for dir once links were followed to path:
+// dir as the caller wrote it when nothing was followed.
+func displayed(dir, path string) string {
+	if abs, err := filepath.Abs(dir); err == nil && abs == path {
+		return dir
+	}
+	return path
+}
+
+// checkParents checks every directory above path (symbolic links among them
+// resolved: the real directories are what can be written), up to /.
+func checkParents(path string, euid int, fail func(string, fs.FileInfo, InsecureKind) error) error {
+	parent, err := filepath.EvalSymlinks(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	for p := parent; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !trusted(fi, euid):
+			return fail(p, fi, ParentOwner)
+		case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0:
+			return fail(p, fi, ParentWritable)
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+// trusted: fi is owned by the effective user or root.
+func trusted(fi fs.FileInfo, euid int) bool {
+	uid := ownerOf(fi)
+	return uid == euid || uid == 0
+}
+
+// ownerOf is fi's owner (uid), or -1 when the system does not say.
+func ownerOf(fi fs.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
+	}
+	return -1
 }

@@ -18,6 +18,7 @@ type Approver struct {
 	reviews   *prometheus.CounterVec
 	sarErrors prometheus.Counter
 	leader    prometheus.Gauge
+	dropped   *prometheus.CounterVec
 	pendingD  *prometheus.Desc
 
 	mu      sync.Mutex // guards pending
@@ -52,6 +53,10 @@ func NewApprover() *Approver {
 			Name: "tlsboot_approver_leader",
 			Help: "1 while this replica holds the leader lease and decides, else 0.",
 		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tlsboot_approver_events_dropped_total",
+			Help: "Events about certificate signing requests not written, by reason: rate_limited (the requester had its Events for the minute; the CSR's condition is still written) or queue_full.",
+		}, []string{"reason"}),
 		pendingD: prometheus.NewDesc("tlsboot_approver_pending_csrs",
 			"Certificate signing requests without a decision, by signer, from the informer cache.", []string{"signer"}, nil),
 	}
@@ -81,6 +86,7 @@ func (a *Approver) Hooks() approver.Hooks {
 				a.sarErrors.Inc()
 			}
 		},
+		EventDropped: func(reason string) { a.dropped.WithLabelValues(reason).Inc() },
 		Leading: func(leading bool) {
 			if leading {
 				a.leader.Set(1)
@@ -98,6 +104,7 @@ func (a *Approver) Describe(ch chan<- *prometheus.Desc) {
 	a.reviews.Describe(ch)
 	a.sarErrors.Describe(ch)
 	a.leader.Describe(ch)
+	a.dropped.Describe(ch)
 	ch <- a.pendingD
 }
 
@@ -108,6 +115,7 @@ func (a *Approver) Collect(ch chan<- prometheus.Metric) {
 	a.reviews.Collect(ch)
 	a.sarErrors.Collect(ch)
 	a.leader.Collect(ch)
+	a.dropped.Collect(ch)
 	a.mu.Lock()
 	pending := a.pending
 	a.mu.Unlock()

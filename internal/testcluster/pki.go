@@ -82,7 +82,9 @@ type pki struct {
 	saPublicKey, saPrivateKey string
 }
 
-func newPKI(dir string, layout Layout) (*pki, error) {
+// newPKI makes the layout's CAs and certificates; extraSANs (IPs or DNS
+// names) are added to the API server's serving certificate.
+func newPKI(dir string, layout Layout, extraSANs []string) (*pki, error) {
 	p := &pki{
 		adminCert:    filepath.Join(dir, "admin.crt"),
 		adminKey:     filepath.Join(dir, "admin.key"),
@@ -94,14 +96,24 @@ func newPKI(dir string, layout Layout) (*pki, error) {
 	}
 	if p.server != nil {
 		p.servingCert, p.servingKey = filepath.Join(dir, "apiserver.crt"), filepath.Join(dir, "apiserver.key")
-		if err := p.server.issue(p.servingCert, p.servingKey, &x509.Certificate{
+		tmpl := &x509.Certificate{
 			Subject:     pkix.Name{CommonName: "kube-apiserver"},
 			DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
 			IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.0.0.1")},
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		}); err != nil {
+		}
+		for _, san := range extraSANs {
+			if ip := net.ParseIP(san); ip != nil {
+				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+			} else {
+				tmpl.DNSNames = append(tmpl.DNSNames, san)
+			}
+		}
+		if err := p.server.issue(p.servingCert, p.servingKey, tmpl); err != nil {
 			return nil, err
 		}
+	} else if len(extraSANs) > 0 {
+		return nil, fmt.Errorf("extra serving SANs %q need a layout whose API server certificate the test cluster signs, not %s (kube-apiserver generates its own)", extraSANs, layout)
 	}
 	if err := p.client.issue(p.adminCert, p.adminKey, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "tlsboot-admin", Organization: []string{"system:masters"}},

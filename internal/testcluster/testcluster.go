@@ -59,6 +59,11 @@ type Options struct {
 	ExtraControllerManagerArgs []string
 	// Layout says which CAs the cluster uses. Default LayoutSingle.
 	Layout Layout
+	// ExtraServingSANs are added to the API server's serving certificate:
+	// each an IP address or a DNS name, such as the load-balancer name and
+	// VIP that clients of a real cluster dial. Not with
+	// LayoutSelfSignedServing, where kube-apiserver makes its certificate.
+	ExtraServingSANs []string
 }
 
 // Cluster is a running control plane. Its methods are safe for concurrent
@@ -113,7 +118,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			c.Stop()
 		}
 	}()
-	if c.pki, err = newPKI(c.dir, opts.Layout); err != nil {
+	if c.pki, err = newPKI(c.dir, opts.Layout, opts.ExtraServingSANs); err != nil {
 		return nil, fmt.Errorf("generating cluster PKI: %w", err)
 	}
 	ports, err := freePorts(5)

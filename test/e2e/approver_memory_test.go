@@ -17,7 +17,9 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -289,4 +291,125 @@ func peakRSS(t *testing.T, p *proc) int64 {
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
+}
+
+const (
+	// floodCSRs approvable CSRs of about floodRequestBytes each, as in the
+	// review of issue 24 (1,500 of 62 KB took the approver from 33 to 386
+	// MB of RSS: its cache kept every approved request and certificate).
+	floodCSRs         = 1500
+	floodRequestBytes = 62 * 1000
+	// floodMaxRSS bounds the approver's peak RSS under the flood: the
+	// cache keeps no decided request, so what remains is transient.
+	floodMaxRSS = 128 << 20
+)
+
+// TestApproverFloodBoundedMemory: a bootstrap token floods the approver with
+// 1,500 approvable client CSRs of about 62 KB — a node request after 61 KB of
+// explanatory text, which RFC 7468 allows before a PEM block and which
+// pem.Decode, the API server, the signer and the policy all skip. (The
+// review padded with subject OUs, which SubjectNotAllowed now denies; a
+// large subjectKeyIdentifier would pad as well as text.) The cache drops
+// each request and certificate once decided, so the approver's peak RSS
+// stays under 128 MiB (59 MiB here; 208 MiB before the fix); each CSR is
+// approved and signed, or, when the flood outpaces the decisions, denied
+// unread for its requester's pending budget.
+func TestApproverFloodBoundedMemory(t *testing.T) {
+	c := testcluster.StartT(t, approverClusterOptions)
+	adminClient := fastClient(t, c.AdminKubeconfigPath())
+	attacker := fastClient(t, c.BootstrapKubeconfig)
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		err := adminClient.CertificatesV1().CertificateSigningRequests().DeleteCollection(ctx, metav1.DeleteOptions{},
+			metav1.ListOptions{LabelSelector: memLabel + "=" + run})
+		if err != nil {
+			t.Errorf("deleting the test's CSRs: %v", err)
+		}
+	})
+	padded := paddedRequest(t, "flood", floodRequestBytes)
+	p := startApprover(t, c.AdminKubeconfig, "--leader-elect=false")
+	start := peakRSS(t, p)
+	created := time.Now()
+	names := createOversized(t, attacker, padded, run, 0, floodCSRs)
+	t.Logf("created %d CSRs of %d bytes in %s", len(names), len(padded), time.Since(created).Round(time.Millisecond))
+	waitDecided(t, p, names)
+	peak := peakRSS(t, p)
+	t.Logf("the approver's peak RSS: %.1f MiB at the start, %.1f MiB after the flood", float64(start)/(1<<20), float64(peak)/(1<<20))
+
+	list, err := adminClient.CertificatesV1().CertificateSigningRequests().List(t.Context(), metav1.ListOptions{LabelSelector: memLabel + "=" + run})
+	if err != nil {
+		t.Fatal(err)
+	}
+	approved, overBudget := 0, 0
+	for _, obj := range list.Items {
+		switch conds := obj.Status.Conditions; {
+		case len(conds) >= 1 && conds[0].Type == certificatesv1.CertificateApproved:
+			approved++
+		case len(conds) == 1 && conds[0].Type == certificatesv1.CertificateDenied && conds[0].Reason == approval.ReasonPendingBytesExceeded:
+			overBudget++
+		default:
+			t.Errorf("CSR %s: conditions %+v, want approved, or denied %s", obj.Name, conds, approval.ReasonPendingBytesExceeded)
+		}
+	}
+	t.Logf("%d approved, %d denied for the pending budget", approved, overBudget)
+	if approved == 0 {
+		t.Error("no CSR of the flood was approved: the flood tests nothing")
+	}
+	if peak > floodMaxRSS {
+		t.Errorf("the approver's peak RSS under the flood was %.1f MiB, want under %d MiB", float64(peak)/(1<<20), floodMaxRSS>>20)
+	}
+}
+
+// paddedRequest is a valid client CSR for node in PEM, preceded by
+// explanatory text up to size bytes in all.
+func paddedRequest(t *testing.T, node string, size int) []byte {
+	t.Helper()
+	key, err := csr.GenerateKey(csr.ECDSAP256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "system:node:" + node, Organization: []string{"system:nodes"}}}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+	const line = "explanatory text that pem.Decode skips before the block......\n"
+	text := strings.Repeat(line, (size-len(block))/len(line))
+	return append([]byte(text), block...)
+}
+
+// The Deployment sets GOMEMLIMIT to 80-90% of its memory limit, so that
+// the garbage collector works harder before the OOM killer acts.
+func TestApproverManifestMemoryLimit(t *testing.T) {
+	for _, m := range readManifests(t, "../../deploy/approver") {
+		if m.obj.GetKind() != "Deployment" {
+			continue
+		}
+		containers, _, _ := unstructured.NestedSlice(m.obj.Object, "spec", "template", "spec", "containers")
+		for _, c := range containers {
+			c := c.(map[string]any)
+			limit, _, _ := unstructured.NestedString(c, "resources", "limits", "memory")
+			env, _, _ := unstructured.NestedSlice(c, "env")
+			soft := ""
+			for _, e := range env {
+				if e := e.(map[string]any); e["name"] == "GOMEMLIMIT" {
+					soft, _ = e["value"].(string)
+				}
+			}
+			if limit == "" || soft == "" {
+				t.Fatalf("%s: container %v has memory limit %q and GOMEMLIMIT %q: want both", m.file, c["name"], limit, soft)
+			}
+			l := resource.MustParse(limit)
+			s, err := resource.ParseQuantity(strings.TrimSuffix(soft, "B")) // Go writes MiB, Kubernetes Mi
+			if err != nil {
+				t.Fatalf("%s: GOMEMLIMIT %q: %v", m.file, soft, err)
+			}
+			if r := float64(s.Value()) / float64(l.Value()); r < 0.8 || r > 0.9 {
+				t.Errorf("%s: GOMEMLIMIT %s is %.0f%% of the memory limit %s, want 80-90%%", m.file, soft, 100*r, limit)
+			}
+		}
+	}
 }

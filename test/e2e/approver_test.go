@@ -454,6 +454,9 @@ func TestApproverLiveNodeLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := startApprover(t, c.AdminKubeconfig, "--leader-elect=false", "--live-node-action=leave", "-v", "3")
+	// A Lease listed at the approver's start proves nothing yet (issue 24,
+	// finding 4): the kubelet renews it while the approver watches.
+	keepRenewing(t, adminClient, name, 0)
 	csrName := createCSR(t, clientFor(t, c.BootstrapKubeconfig), clientCSR(name))
 	waitOutput(t, p, `"Leaving certificate signing request pending" csr="`+csrName+`"`)
 	ev := awaitOnlyEvent(t, p, adminClient, name, csrName)

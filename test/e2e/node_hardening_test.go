@@ -116,6 +116,24 @@ func TestNodeHardeningDirectoriesAndFiles(t *testing.T) {
 			os.Chmod(n.certDir, 0o770)
 			return []string{n.certDir, "chmod 700"}
 		}},
+		// Issue 24, finding 5: like ssh's StrictModes, the owner and the
+		// parents count too (uid 65534 plays another local user).
+		{"certificate directory owned by another user, mode 0755", func(t *testing.T, n *node) []string {
+			needRoot(t)
+			mkCertDir(t, n)
+			os.Chmod(n.certDir, 0o755)
+			os.Chown(n.certDir, 65534, 65534)
+			return []string{"certificate directory " + n.certDir, "owned by uid 65534", "chown 0 " + n.certDir}
+		}},
+		{"certificate directory inside another user's directory", func(t *testing.T, n *node) []string {
+			needRoot(t)
+			home := filepath.Join(n.dir, "home")
+			os.Mkdir(home, 0o755)
+			os.Chown(home, 65534, 65534)
+			n.certDir = filepath.Join(home, "pki")
+			mkCertDir(t, n)
+			return []string{"certificate directory " + n.certDir, "inside " + home, "owned by uid 65534", "chown 0 " + home}
+		}},
 		{"world-writable kubeconfig directory", func(t *testing.T, n *node) []string {
 			dir := filepath.Join(n.dir, "etc")
 			os.Mkdir(dir, 0o700)
